@@ -1,0 +1,70 @@
+"""Shipping participant: one shipment per saga, created or cancelled."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from saga_runtime import StepContext, TransactionConditionFailed, saga_step
+
+from order_fulfillment import faults
+
+
+def _table() -> str:
+    return os.environ["SHIPMENTS_TABLE"]
+
+
+@saga_step
+def create_shipment(ctx: StepContext) -> dict[str, Any]:
+    """Books the shipment of the reserved goods; the saga's point of no return."""
+    reservation = ctx.result_of("reserve_inventory")
+    faults.before_effect(ctx)
+    try:
+        ctx.transact_write(
+            [
+                {
+                    "Put": {
+                        "TableName": _table(),
+                        "Item": {
+                            "pk": {"S": ctx.saga_id},
+                            "status": {"S": "created"},
+                            "sku": {"S": str(reservation.get("sku", ctx.input["sku"]))},
+                            "address": {"S": str(ctx.input.get("address", ""))},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            ]
+        )
+    except TransactionConditionFailed:
+        pass  # an earlier attempt created it
+    faults.after_effect(ctx)
+    return {"shipment_id": ctx.saga_id}
+
+
+@saga_step
+def cancel_shipment(ctx: StepContext) -> dict[str, Any]:
+    """Cancels the saga's shipment if one was created (only when the pivot itself failed)."""
+    faults.before_effect(ctx)
+    try:
+        ctx.transact_write(
+            [
+                {
+                    "Update": {
+                        "TableName": _table(),
+                        "Key": {"pk": {"S": ctx.saga_id}},
+                        "UpdateExpression": "SET #s = :cancelled",
+                        "ConditionExpression": "#s = :created",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {
+                            ":cancelled": {"S": "cancelled"},
+                            ":created": {"S": "created"},
+                        },
+                    }
+                }
+            ]
+        )
+    except TransactionConditionFailed:
+        return {"cancelled": False}
+    faults.after_effect(ctx)
+    return {"cancelled": True}

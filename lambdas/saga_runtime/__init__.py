@@ -1,0 +1,30 @@
+"""Saga Kit's handler runtime: what every saga action and compensation Lambda is built on.
+
+Usage::
+
+    from saga_runtime import BusinessError, StepContext, saga_step
+
+    @saga_step
+    def reserve_inventory(ctx: StepContext) -> dict:
+        ...
+"""
+
+from saga_runtime.errors import (
+    BusinessError,
+    LateActionRefused,
+    MalformedStepEvent,
+    StepError,
+    TransientStepError,
+)
+from saga_runtime.step import StepContext, TransactionConditionFailed, saga_step
+
+__all__ = [
+    "BusinessError",
+    "LateActionRefused",
+    "MalformedStepEvent",
+    "StepContext",
+    "StepError",
+    "TransactionConditionFailed",
+    "TransientStepError",
+    "saga_step",
+]

@@ -1,0 +1,302 @@
+"""``saga_step``: the decorator every action and compensation handler is wrapped in.
+
+It turns a plain function of a :class:`StepContext` into a Lambda handler that
+
+* is idempotent on (saga type, saga id, step, phase) with Powertools idempotency on DynamoDB,
+  so a Step Functions retry or a duplicate delivery returns the stored result instead of
+  repeating the side effect;
+* goes through the late-action barrier (see :mod:`saga_runtime.barrier`);
+* logs with Powertools Logger using the saga id as correlation id, and emits one EMF metric per
+  outcome plus the duration, with the saga type and step as dimensions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from botocore.exceptions import ClientError
+
+from saga_runtime.barrier import StepBarrier
+from saga_runtime.errors import (
+    BusinessError,
+    LateActionRefused,
+    MalformedStepEvent,
+    StepError,
+    TransientStepError,
+)
+
+#: Keys the state machine adds to the execution state; everything else is the saga's input.
+RESERVED_STATE_KEYS = frozenset(
+    {"results", "compensations", "failure", "compensation_error", "compensation_failure"}
+)
+#: How long a completed step's stored result answers duplicates.
+IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+PHASES = ("action", "compensation")
+
+logger = Logger()
+_clients_lock = threading.Lock()
+_dynamodb_client: Any = None
+
+
+def dynamodb_client() -> Any:
+    """One DynamoDB client per process: creating clients is slow and they are thread-safe."""
+    global _dynamodb_client
+    with _clients_lock:
+        if _dynamodb_client is None:
+            _dynamodb_client = boto3.client("dynamodb")
+        return _dynamodb_client
+
+
+class TransactionConditionFailed(BusinessError):
+    """A condition on one of the handler's own transaction items failed.
+
+    Attributes:
+        failed_items: Indexes (in the list the handler passed) whose condition failed.
+    """
+
+    def __init__(self, failed_items: list[int]):
+        super().__init__(f"transaction condition failed on item(s) {failed_items}")
+        self.failed_items = failed_items
+
+
+@dataclass
+class StepContext:
+    """What a step handler knows about the saga it is working for.
+
+    Attributes:
+        saga_type: The saga's declared name, e.g. ``order_fulfillment``.
+        saga_id: The saga's id: the input's ``saga_id`` or else the execution name.
+        step: This step's name.
+        phase: ``"action"`` or ``"compensation"``.
+        execution_arn: The Step Functions execution running the saga.
+        input: The saga's input, without the keys the state machine adds.
+        results: The results of the actions that already succeeded, by step name.
+        barrier: This step's late-action barrier.
+        lambda_context: The Lambda context object.
+    """
+
+    saga_type: str
+    saga_id: str
+    step: str
+    phase: str
+    execution_arn: str
+    input: dict[str, Any]
+    results: dict[str, Any]
+    barrier: StepBarrier
+    lambda_context: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def result_of(self, step: str) -> dict[str, Any]:
+        """The result an earlier step's action returned (empty if it has none yet)."""
+        return self.results.get(step) or {}
+
+    def transact_write(self, items: list[dict[str, Any]]) -> None:
+        """Runs DynamoDB ``TransactWriteItems`` for the side effect of this step.
+
+        For an action, the barrier's condition check joins the transaction, so the effect
+        happens only if the step has not been compensated meanwhile.
+
+        Raises:
+            LateActionRefused: the step was compensated before the transaction committed.
+            TransactionConditionFailed: a condition on one of ``items`` failed.
+        """
+        guarded = list(items)
+        if self.phase == "action":
+            guarded.append(self.barrier.condition_check())
+        try:
+            dynamodb_client().transact_write_items(TransactItems=guarded)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            codes = [r.get("Code") for r in reasons]
+            if self.phase == "action" and len(codes) == len(guarded) and (
+                codes[-1] == "ConditionalCheckFailed"
+            ):
+                raise LateActionRefused(
+                    f"step {self.step} of saga {self.saga_id} was compensated while this action "
+                    "ran; its effect was not applied"
+                ) from None
+            failed = [i for i, code in enumerate(codes[: len(items)]) if code == "ConditionalCheckFailed"]
+            if failed:
+                raise TransactionConditionFailed(failed) from None
+            raise TransientStepError(f"transaction cancelled: {codes}") from None
+
+
+StepHandler = Callable[[StepContext], "dict[str, Any] | None"]
+
+
+@dataclass
+class _Idempotency:
+    config: IdempotencyConfig
+    persistence: DynamoDBPersistenceLayer
+
+
+def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Wraps a step function into an idempotent, barrier-guarded, observable Lambda handler.
+
+    The wrapped function receives a :class:`StepContext` and returns a JSON-serialisable dict
+    (or ``None``), which Step Functions stores under ``$.results.<step>`` (actions) or
+    ``$.compensations.<step>`` (compensations). For a compensation whose action never started,
+    the function is not called at all: the runtime records that nothing was undone.
+
+    Raise :class:`BusinessError` for a definitive failure (compensate now) and
+    :class:`TransientStepError` for one worth retrying.
+
+    Example::
+
+        @saga_step
+        def charge_payment(ctx: StepContext) -> dict:
+            ...
+            return {"charge_id": charge_id}
+    """
+    lock = threading.Lock()
+    state: dict[str, _Idempotency] = {}
+
+    def idempotency() -> _Idempotency:
+        # Built on first use, not at import: the table name comes from the function's environment.
+        with lock:
+            if "value" not in state:
+                config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
+                persistence = DynamoDBPersistenceLayer(
+                    table_name=os.environ["SAGA_IDEMPOTENCY_TABLE"],
+                    boto3_client=dynamodb_client(),
+                )
+                state["value"] = _Idempotency(config, persistence)
+            return state["value"]
+
+    def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
+        if ctx.phase == "action":
+            ctx.barrier.enter_action()
+            return handler(ctx) or {}
+        if not ctx.barrier.enter_compensation():
+            ctx.barrier.record_compensation("nothing_to_undo")
+            logger.info("action never started; nothing to undo")
+            return {"undone": False, "reason": "action never started"}
+        result = handler(ctx) or {}
+        ctx.barrier.record_compensation("undone")
+        return {"undone": True, **result}
+
+    # Powertools keys records on the function's module and qualified name: name them after the
+    # user's handler so the keys in the table say which step they belong to.
+    run_once.__module__ = handler.__module__
+    run_once.__qualname__ = handler.__qualname__
+
+    @functools.wraps(handler)
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ctx = _context_from_event(event, context)
+        logger.thread_safe_append_keys(
+            correlation_id=ctx.saga_id,
+            saga_type=ctx.saga_type,
+            saga_id=ctx.saga_id,
+            step=ctx.step,
+            phase=ctx.phase,
+        )
+        metrics = EphemeralMetrics(
+            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SagaKit")
+        )
+        metrics.add_dimension(name="SagaType", value=ctx.saga_type)
+        metrics.add_dimension(name="Step", value=ctx.step)
+        prefix = ctx.phase.capitalize()
+        started = time.perf_counter()
+        outcome = "Crashed"
+        try:
+            tools = idempotency()
+            tools.config.register_lambda_context(context)
+            guarded = idempotent_function(
+                data_keyword_argument="key",
+                config=tools.config,
+                persistence_store=tools.persistence,
+            )(run_once)
+            result = guarded(key=_idempotency_key(ctx), ctx=ctx)
+            outcome = "Succeeded"
+            logger.info(f"{ctx.phase} succeeded")
+            return result
+        except BusinessError as error:
+            outcome = "BusinessError"
+            logger.warning(f"{ctx.phase} failed: {error}", extra={"error": type(error).__name__})
+            raise
+        except TransientStepError as error:
+            outcome = "TransientError"
+            logger.warning(f"{ctx.phase} will be retried: {error}")
+            raise
+        except LateActionRefused as error:
+            outcome = "LateActionRefused"
+            logger.warning(str(error))
+            raise
+        except StepError:
+            outcome = "Rejected"
+            raise
+        except Exception:
+            logger.exception(f"{ctx.phase} crashed")
+            raise
+        finally:
+            metrics.add_metric(name=f"{prefix}{outcome}", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(
+                name=f"{prefix}Duration",
+                unit=MetricUnit.Milliseconds,
+                value=round((time.perf_counter() - started) * 1000, 3),
+            )
+            metrics.flush_metrics()
+            logger.thread_safe_clear_keys()
+
+    return lambda_handler
+
+
+def _idempotency_key(ctx: StepContext) -> dict[str, str]:
+    return {
+        "saga_type": ctx.saga_type,
+        "saga_id": ctx.saga_id,
+        "step": ctx.step,
+        "phase": ctx.phase,
+    }
+
+
+def _context_from_event(event: Any, lambda_context: Any) -> StepContext:
+    """Reads the event the state machine sends (see ``stacks/saga/construct.py``)."""
+    if not isinstance(event, dict):
+        raise MalformedStepEvent(f"expected a JSON object, got {type(event).__name__}")
+    missing = [k for k in ("saga_type", "step", "phase", "execution_name", "state") if k not in event]
+    if missing:
+        raise MalformedStepEvent(f"step event lacks {', '.join(missing)}")
+    if event["phase"] not in PHASES:
+        raise MalformedStepEvent(f"phase must be one of {PHASES}, got {event['phase']!r}")
+    expected_step = os.environ.get("SAGA_STEP")
+    if expected_step and expected_step != event["step"]:
+        raise MalformedStepEvent(
+            f"this function handles step {expected_step!r}, not {event['step']!r}"
+        )
+    state = event["state"]
+    if not isinstance(state, dict):
+        raise MalformedStepEvent("the saga state must be a JSON object")
+    saga_id = state.get("saga_id") or event["execution_name"]
+    if not isinstance(saga_id, str) or not 0 < len(saga_id) <= 128:
+        raise MalformedStepEvent("saga_id must be a string of 1 to 128 characters")
+    saga_type = event["saga_type"]
+    return StepContext(
+        saga_type=saga_type,
+        saga_id=saga_id,
+        step=event["step"],
+        phase=event["phase"],
+        execution_arn=event.get("execution_arn", ""),
+        input={k: v for k, v in state.items() if k not in RESERVED_STATE_KEYS},
+        results=state.get("results") or {},
+        barrier=StepBarrier(
+            dynamodb_client(), os.environ["SAGA_BARRIER_TABLE"], saga_type, saga_id, event["step"]
+        ),
+        lambda_context=lambda_context,
+    )

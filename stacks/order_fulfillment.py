@@ -1,0 +1,106 @@
+"""The flagship saga: order fulfillment, declared once, deployed with its participants.
+
+``reserve_inventory`` -> ``charge_payment`` -> ``create_shipment`` (pivot) ->
+``send_confirmation`` (retriable). The participants are simulated on DynamoDB tables with real
+state (see ``lambdas/order_fulfillment``), which is what the local cloud tests check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.saga import RetryPolicy, Saga, SagaDefinition, Step, StepKind
+
+LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
+
+ORDER_FULFILLMENT = SagaDefinition(
+    name="order_fulfillment",
+    description="Reserve stock, charge the customer, ship, confirm.",
+    steps=[
+        Step(
+            "reserve_inventory",
+            action="order_fulfillment.inventory.reserve_inventory",
+            compensation="order_fulfillment.inventory.release_inventory",
+            timeout_seconds=4,
+        ),
+        Step(
+            "charge_payment",
+            action="order_fulfillment.payments.charge_payment",
+            compensation="order_fulfillment.payments.refund_payment",
+            timeout_seconds=4,
+            retry=RetryPolicy(max_attempts=3, interval_seconds=1, max_delay_seconds=8),
+        ),
+        Step(
+            "create_shipment",
+            kind=StepKind.PIVOT,
+            action="order_fulfillment.shipping.create_shipment",
+            compensation="order_fulfillment.shipping.cancel_shipment",
+            timeout_seconds=4,
+        ),
+        Step(
+            "send_confirmation",
+            kind=StepKind.RETRIABLE,
+            action="order_fulfillment.notifications.send_confirmation",
+            timeout_seconds=4,
+        ),
+    ],
+)
+
+
+def lambda_code() -> lambda_.Code:
+    """The one code asset every handler runs from: the runtime plus the participants."""
+    return lambda_.Code.from_asset(
+        str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/tests"]
+    )
+
+
+def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
+    return dynamodb.Table(
+        scope,
+        construct_id,
+        partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
+class OrderFulfillmentStack(Stack):
+    """The order-fulfillment saga with its simulated participant services."""
+
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.tables = {
+            "INVENTORY_TABLE": _table(self, "InventoryTable"),
+            "PAYMENTS_TABLE": _table(self, "PaymentsTable"),
+            "SHIPMENTS_TABLE": _table(self, "ShipmentsTable"),
+            "CONFIRMATIONS_TABLE": _table(self, "ConfirmationsTable"),
+            "FAULT_TABLE": _table(self, "FaultTable"),
+        }
+        self.saga = Saga(
+            self,
+            "OrderFulfillment",
+            definition=ORDER_FULFILLMENT,
+            code=lambda_code(),
+            environment={name: table.table_name for name, table in self.tables.items()},
+        )
+        grants = {
+            "reserve_inventory": ["INVENTORY_TABLE"],
+            "charge_payment": ["PAYMENTS_TABLE"],
+            "create_shipment": ["SHIPMENTS_TABLE"],
+            "send_confirmation": ["CONFIRMATIONS_TABLE"],
+        }
+        for step, table_keys in grants.items():
+            for function in self.saga.step_functions(step):
+                for key in [*table_keys, "FAULT_TABLE"]:
+                    self.tables[key].grant_read_write_data(function)
+        for name, table in self.tables.items():
+            CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)

@@ -1,0 +1,362 @@
+"""The ``Saga`` construct: one saga declaration in, a compensating Step Functions saga out.
+
+For each step it creates the action's and the compensation's Lambda functions (from one shared
+code asset, with the Powertools layer), and chains them into a Standard state machine:
+
+* the happy path is the action tasks in order, then ``SagaSucceeded``: N task states and one
+  terminal state, nothing else, because progress is recorded by the handlers themselves;
+* every action before or at the pivot has a ``Retry`` for transient errors only and a ``Catch``
+  that records which step failed under ``$.failure`` and enters the compensation chain at that
+  very step (a timed-out or crashed action may have taken effect), which then walks back to the
+  first step in strict reverse order and ends in ``SagaCompensated``;
+* a compensation that exhausts its own retries records the failed compensation and those still
+  pending under ``$.compensation_failure`` and ends in ``CompensationFailed``;
+* steps after the pivot retry every error and, if even that is exhausted, end in
+  ``ForwardRecoveryFailed`` without compensating anything.
+
+It also owns the tables the handler runtime needs: the Powertools idempotency table and the
+barrier table that refuses actions arriving after their compensation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import (
+    Acknowledgment,
+    Aws,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.saga.declaration import RetryPolicy, SagaDefinition, Step, StepKind
+
+#: Version of the AWS-managed "Powertools for AWS Lambda (Python) V3" layer. Override with the
+#: CDK context key ``powertools_layer_version`` when a newer layer is published.
+POWERTOOLS_LAYER_VERSION = "27"
+#: Account that publishes the AWS-managed Powertools layers in every commercial region.
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+
+#: Keys the saga adds to the execution state; a saga's input must not use them.
+RESERVED_STATE_KEYS = ("results", "compensations", "failure", "compensation_error",
+                       "compensation_failure")
+
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class Saga(Construct):
+    """Deploys one :class:`SagaDefinition` as a Step Functions saga with its Lambda handlers.
+
+    Args:
+        scope: Parent construct.
+        construct_id: Construct id.
+        definition: The validated saga declaration.
+        code: Lambda code containing the ``saga_runtime`` package and every handler the
+            declaration names (usually ``lambda_.Code.from_asset("lambdas")``).
+        environment: Extra environment variables for every handler (participant table names...).
+        removal_policy: Removal policy of the saga's own tables. Defaults to ``RETAIN``: the
+            idempotency records of a live saga must survive a stack mistake.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        definition: SagaDefinition,
+        code: lambda_.Code,
+        environment: Mapping[str, str] | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.definition = definition
+        self.idempotency_table = dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=removal_policy,
+        )
+        self.barrier_table = dynamodb.Table(
+            self,
+            "BarrierTable",
+            partition_key=dynamodb.Attribute(name="saga", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="step", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expires_at",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=removal_policy,
+        )
+        layer_version = self.node.try_get_context("powertools_layer_version") or (
+            POWERTOOLS_LAYER_VERSION
+        )
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-{LAMBDA_RUNTIME.name.replace('.', '')}-x86_64:"
+            f"{layer_version}",
+        )
+        self._environment = {
+            "SAGA_TYPE": definition.name,
+            "SAGA_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+            "SAGA_BARRIER_TABLE": self.barrier_table.table_name,
+            "POWERTOOLS_SERVICE_NAME": definition.name,
+            "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
+            **(environment or {}),
+        }
+        self.action_functions: dict[str, lambda_.Function] = {}
+        self.compensation_functions: dict[str, lambda_.Function] = {}
+        for step in definition.steps:
+            self.action_functions[step.name] = self._function(step, "action", step.action, code)
+            if step.compensation:
+                self.compensation_functions[step.name] = self._function(
+                    step, "compensation", step.compensation, code
+                )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            query_language=sfn.QueryLanguage.JSON_PATH,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            comment=definition.description or f"Saga {definition.name}",
+        )
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        self._acknowledge_nag_findings()
+
+    def _acknowledge_nag_findings(self) -> None:
+        """The cdk-nag findings this construct accepts on purpose, each with its reason."""
+        stack = Stack.of(self)
+        xray = (
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
+        )
+        basic_role = (
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole is the AWS-maintained policy that only lets a function "
+            "write its own CloudWatch Logs.",
+        )
+        for function in self.functions:
+            for rule, reason in (xray, basic_role):
+                Validations.of(function).acknowledge(Acknowledgment(id=rule, reason=reason))
+            logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))
+            Validations.of(self.state_machine).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+                    reason="'<function arn>:*' lets the state machine invoke versions and aliases "
+                    "of the saga's own functions, nothing else.",
+                )
+            )
+        Validations.of(self.state_machine).acknowledge(
+            Acknowledgment(id=xray[0], reason=xray[1])
+        )
+
+    @property
+    def functions(self) -> list[lambda_.Function]:
+        """Every handler function of the saga, actions and compensations."""
+        return [*self.action_functions.values(), *self.compensation_functions.values()]
+
+    def step_functions(self, step_name: str) -> list[lambda_.Function]:
+        """The action and (if any) compensation functions of one step, e.g. to grant access."""
+        self.definition.step(step_name)
+        found = [self.action_functions[step_name]]
+        if step_name in self.compensation_functions:
+            found.append(self.compensation_functions[step_name])
+        return found
+
+    def add_environment(self, key: str, value: str) -> None:
+        """Sets an environment variable on every handler function."""
+        for function in self.functions:
+            function.add_environment(key, value)
+
+    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code) -> lambda_.Function:
+        suffix = "Action" if phase == "action" else "Compensation"
+        construct_id = f"{_pascal(step.name)}{suffix}"
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=LAMBDA_RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=handler,
+            code=code,
+            timeout=Duration.seconds(step.effective_lambda_timeout),
+            memory_size=step.memory_size,
+            layers=[self.powertools_layer],
+            environment={**self._environment, "SAGA_STEP": step.name, "SAGA_PHASE": phase},
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            description=f"Saga {self.definition.name}: {phase} of step {step.name}",
+        )
+        self.idempotency_table.grant_read_write_data(function)
+        self.barrier_table.grant_read_write_data(function)
+        return function
+
+    # -- state machine ---------------------------------------------------------------------
+
+    def _task(self, step: Step, phase: str, state_name: str) -> tasks.LambdaInvoke:
+        functions = self.action_functions if phase == "action" else self.compensation_functions
+        result_key = "results" if phase == "action" else "compensations"
+        return tasks.LambdaInvoke(
+            self,
+            state_name,
+            state_name=state_name,
+            lambda_function=functions[step.name],
+            payload=sfn.TaskInput.from_object(
+                {
+                    "saga_type": self.definition.name,
+                    "step": step.name,
+                    "phase": phase,
+                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "state": sfn.JsonPath.entire_payload,
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=f"$.{result_key}.{step.name}",
+            task_timeout=sfn.Timeout.duration(Duration.seconds(step.timeout_seconds)),
+        )
+
+    @staticmethod
+    def _add_retry(task: tasks.LambdaInvoke, policy: RetryPolicy) -> None:
+        if policy.max_attempts == 0:
+            return
+        task.add_retry(
+            errors=policy.retried_errors,
+            interval=Duration.seconds(policy.interval_seconds),
+            max_attempts=policy.max_attempts,
+            backoff_rate=policy.backoff_rate,
+            max_delay=Duration.seconds(policy.max_delay_seconds),
+            jitter_strategy=sfn.JitterType.FULL if policy.full_jitter else sfn.JitterType.NONE,
+        )
+
+    def _definition(self) -> sfn.IChainable:
+        steps = list(self.definition.steps)
+        compensated = sfn.Fail(
+            self,
+            "SagaCompensated",
+            state_name="SagaCompensated",
+            error="SagaCompensated",
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
+        )
+        forward_failed = sfn.Fail(
+            self,
+            "ForwardRecoveryFailed",
+            state_name="ForwardRecoveryFailed",
+            error="ForwardRecoveryFailed",
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
+        )
+
+        # Compensation chain, built from the first step forward so each compensation knows
+        # where to go next: the previous step's compensation, or SagaCompensated.
+        compensation_entry: dict[str, sfn.IChainable] = {}
+        next_undo: sfn.IChainable = compensated
+        for index, step in enumerate(steps):
+            if step.compensation:
+                task = self._task(step, "compensation", f"compensate_{step.name}")
+                self._add_retry(task, step.compensation_retry)
+                pending = [s.name for s in self.definition.compensations_before(index)]
+                task.add_catch(
+                    self._compensation_failed(step, pending),
+                    errors=["States.ALL"],
+                    result_path="$.compensation_error",
+                )
+                task.next(next_undo)
+                next_undo = task
+            compensation_entry[step.name] = next_undo
+
+        chain: sfn.Chain | None = None
+        for step in steps:
+            task = self._task(step, "action", step.name)
+            self._add_retry(task, step.effective_retry)
+            record = sfn.Pass(
+                self,
+                f"{step.name} failed",
+                state_name=f"{step.name}_failed",
+                parameters={
+                    "step": step.name,
+                    "error": sfn.JsonPath.string_at("$.failure.Error"),
+                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                },
+                result_path="$.failure",
+            )
+            task.add_catch(record, errors=["States.ALL"], result_path="$.failure")
+            if step.kind is StepKind.RETRIABLE:
+                record.next(forward_failed)
+            else:
+                record.next(compensation_entry[step.name])
+            chain = task if chain is None else chain.next(task)
+        assert chain is not None  # the declaration guarantees at least one step
+        return chain.next(sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"))
+
+    def _compensation_failed(self, step: Step, pending: list[str]) -> sfn.IChainable:
+        """Records which compensation failed and what is still to undo, then fails the saga."""
+        record = sfn.Pass(
+            self,
+            f"compensate {step.name} failed",
+            state_name=f"compensate_{step.name}_failed",
+            parameters={
+                "saga_type": self.definition.name,
+                "failed_compensation": step.name,
+                "error": sfn.JsonPath.string_at("$.compensation_error.Error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_error.Cause"),
+                "pending_compensations": pending,
+                "failure": sfn.JsonPath.object_at("$.failure"),
+            },
+            result_path="$.compensation_failure",
+        )
+        return record.next(self._compensation_failed_terminal())
+
+    def _compensation_failed_terminal(self) -> sfn.IChainable:
+        existing = self.node.try_find_child("CompensationFailed")
+        if existing is not None:
+            return existing  # type: ignore[return-value]
+        return sfn.Fail(
+            self,
+            "CompensationFailed",
+            state_name="CompensationFailed",
+            error="CompensationFailed",
+            cause_path=sfn.JsonPath.json_to_string(
+                sfn.JsonPath.object_at("$.compensation_failure")
+            ),
+        )
+

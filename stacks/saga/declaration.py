@@ -1,0 +1,343 @@
+"""The saga declaration: the one place a team describes its distributed transaction.
+
+A saga is an ordered list of steps. Each step names the Lambda handler that performs its action,
+the handler that undoes it (its compensation), how long a single attempt may take, and which
+errors are worth retrying. From this declaration the :class:`~stacks.saga.construct.Saga`
+construct derives the Step Functions state machine, the Lambda functions and their wiring, so the
+declaration is validated up front: a mistake fails ``cdk synth`` with a message that names the
+saga, the step and the fix, instead of surfacing as a stuck saga in production.
+
+Step kinds follow the classic saga model:
+
+* ``COMPENSATABLE`` steps come first. If anything fails before the pivot succeeds, every
+  compensatable step already attempted is undone in strict reverse order.
+* The single optional ``PIVOT`` step is the point of no return. If it fails, the steps before it
+  (and the pivot itself, when it declares a compensation) are compensated; once it succeeds the
+  saga only moves forward.
+* ``RETRIABLE`` steps come after the pivot. They are retried until they succeed and are never
+  compensated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+#: The errors Lambda itself raises when the service, not the handler, failed or throttled.
+#: They are always transient, whatever the step declares.
+LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+)
+
+#: The handler runtime's own transient error class (``saga_runtime.TransientStepError``).
+DEFAULT_TRANSIENT_ERRORS: tuple[str, ...] = ("TransientStepError",)
+
+#: Default wall-clock budget of one step, all attempts and backoff included.
+DEFAULT_STEP_BUDGET_SECONDS = 300
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_ERROR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class SagaDeclarationError(ValueError):
+    """A saga declaration cannot be turned into a correct state machine.
+
+    The message lists every problem found, each naming the saga, the step and how to fix it.
+    """
+
+
+class StepKind(str, Enum):
+    """Where a step stands relative to the saga's point of no return."""
+
+    COMPENSATABLE = "compensatable"
+    PIVOT = "pivot"
+    RETRIABLE = "retriable"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How Step Functions retries a transient failure of one task.
+
+    Delays grow exponentially (``interval_seconds * backoff_rate ** n``), are capped at
+    ``max_delay_seconds`` and, with ``full_jitter``, are drawn uniformly from zero to that value so
+    that many sagas failing together do not retry in lockstep.
+
+    Attributes:
+        transient_errors: Error names (the ``errorType`` a handler raises) worth retrying. Lambda
+            service errors and throttling are always added. Anything else is not retried: it goes
+            straight to compensation.
+        max_attempts: Retries after the first attempt (Step Functions' ``MaxAttempts``).
+        interval_seconds: Delay before the first retry.
+        backoff_rate: Multiplier applied to the delay after each retry.
+        max_delay_seconds: Upper bound of any single delay.
+        full_jitter: Randomise each delay between zero and its computed value.
+    """
+
+    transient_errors: tuple[str, ...] = DEFAULT_TRANSIENT_ERRORS
+    max_attempts: int = 3
+    interval_seconds: int = 1
+    backoff_rate: float = 2.0
+    max_delay_seconds: int = 30
+    full_jitter: bool = True
+
+    def delays(self) -> list[float]:
+        """The worst-case delay before each retry, in seconds (jitter only ever shortens them)."""
+        return [
+            min(self.interval_seconds * self.backoff_rate**n, float(self.max_delay_seconds))
+            for n in range(self.max_attempts)
+        ]
+
+    def worst_case_seconds(self, attempt_timeout_seconds: int) -> float:
+        """Longest time a task can take: every attempt times out and every delay is the maximum."""
+        return (self.max_attempts + 1) * attempt_timeout_seconds + sum(self.delays())
+
+    @property
+    def retried_errors(self) -> list[str]:
+        """Every error name Step Functions retries: the declared ones plus Lambda service errors."""
+        if "States.ALL" in self.transient_errors:
+            return ["States.ALL"]  # it already covers everything, and must stand alone
+        return list(dict.fromkeys([*self.transient_errors, *LAMBDA_SERVICE_ERRORS]))
+
+
+#: Compensations must finish, so by default they retry every error, for longer.
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(
+    transient_errors=("States.ALL",), max_attempts=5, interval_seconds=1, max_delay_seconds=20
+)
+
+#: Steps after the pivot are retried until they succeed, whatever the error.
+DEFAULT_FORWARD_RETRY = RetryPolicy(
+    transient_errors=("States.ALL",), max_attempts=10, interval_seconds=1, max_delay_seconds=20
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a saga: an action and, unless it is past the pivot, its compensation.
+
+    Handlers are Python dotted paths inside the Lambda code directory (``lambdas/``), in Lambda's
+    ``module.function`` form, for example ``"order_fulfillment.payments.charge_payment"``.
+
+    Attributes:
+        name: Lower-case identifier, unique in the saga; used in state names and idempotency keys.
+        action: Handler that performs the step.
+        compensation: Handler that undoes the action. It must succeed when there is nothing to
+            undo, because a timed-out or crashed action may or may not have taken effect.
+        kind: ``COMPENSATABLE`` (default), ``PIVOT`` or ``RETRIABLE``.
+        timeout_seconds: Step Functions ``TimeoutSeconds`` of one attempt of the action or of the
+            compensation. Past it, the saga stops waiting and compensates.
+        lambda_timeout_seconds: The Lambda function's own timeout; must be shorter than
+            ``timeout_seconds`` so that an attempt Step Functions gave up on is also stopped by
+            Lambda. Defaults to ``timeout_seconds - 1``.
+        retry: Retry policy of the action.
+        compensation_retry: Retry policy of the compensation.
+        budget_seconds: Longest time the step may take, all attempts and delays included; the
+            retry policies' worst case must fit in it. Defaults to five minutes.
+        memory_size: Memory of the step's Lambda functions, in MiB.
+    """
+
+    name: str
+    action: str
+    compensation: str | None = None
+    kind: StepKind = StepKind.COMPENSATABLE
+    timeout_seconds: int = 10
+    lambda_timeout_seconds: int | None = None
+    retry: RetryPolicy | None = None
+    compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    budget_seconds: int = DEFAULT_STEP_BUDGET_SECONDS
+    memory_size: int = 256
+
+    @property
+    def effective_lambda_timeout(self) -> int:
+        """The Lambda timeout in seconds, explicit or derived from the task timeout."""
+        if self.lambda_timeout_seconds is not None:
+            return self.lambda_timeout_seconds
+        return self.timeout_seconds - 1
+
+    @property
+    def effective_retry(self) -> RetryPolicy:
+        """The action's retry policy; retriable steps default to retrying every error."""
+        if self.retry is not None:
+            return self.retry
+        return DEFAULT_FORWARD_RETRY if self.kind is StepKind.RETRIABLE else RetryPolicy()
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    """A complete saga: its type name and its ordered steps.
+
+    Constructing one validates it; an invalid declaration raises :class:`SagaDeclarationError`.
+
+    Example::
+
+        SagaDefinition(
+            name="order_fulfillment",
+            steps=[
+                Step("reserve_inventory", action="order_fulfillment.inventory.reserve_inventory",
+                     compensation="order_fulfillment.inventory.release_inventory"),
+                Step("charge_payment", action="order_fulfillment.payments.charge_payment",
+                     compensation="order_fulfillment.payments.refund_payment"),
+            ],
+        )
+    """
+
+    name: str
+    steps: Sequence[Step]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        problems = list(_problems(self))
+        if problems:
+            listing = "\n".join(f"  - {p}" for p in problems)
+            raise SagaDeclarationError(f"saga '{self.name}' is not valid:\n{listing}")
+
+    @property
+    def pivot_index(self) -> int | None:
+        """Index of the pivot step, or ``None`` if the saga has none."""
+        for index, step in enumerate(self.steps):
+            if step.kind is StepKind.PIVOT:
+                return index
+        return None
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        for candidate in self.steps:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"saga '{self.name}' has no step '{name}'")
+
+    def compensations_before(self, index: int) -> list[Step]:
+        """Steps with a compensation at positions ``< index``, nearest first (reverse order)."""
+        return [s for s in reversed(self.steps[:index]) if s.compensation]
+
+
+def _problems(saga: SagaDefinition) -> list[str]:
+    """Every reason the declaration is invalid, each with the step and the fix."""
+    problems: list[str] = []
+    if not _NAME.match(saga.name or ""):
+        problems.append(
+            f"saga name '{saga.name}': use 1-40 lower-case letters, digits or '_', starting with a "
+            "letter (it becomes the saga type in the API, metrics and idempotency keys)"
+        )
+    if not saga.steps:
+        problems.append("no steps: declare at least one Step")
+        return problems
+
+    seen: set[str] = set()
+    pivots = [s.name for s in saga.steps if s.kind is StepKind.PIVOT]
+    if len(pivots) > 1:
+        problems.append(
+            f"steps {', '.join(repr(p) for p in pivots)} are all pivots: a saga has at most one "
+            "point of no return; make the earlier ones COMPENSATABLE or the later ones RETRIABLE"
+        )
+    first_pivot = saga.pivot_index
+    first_retriable = next(
+        (i for i, s in enumerate(saga.steps) if s.kind is StepKind.RETRIABLE), None
+    )
+
+    for index, step in enumerate(saga.steps):
+        where = f"step '{step.name}'"
+        if not _NAME.match(step.name or ""):
+            problems.append(
+                f"{where}: name must be 1-40 lower-case letters, digits or '_', starting with a letter"
+            )
+        if step.name in seen:
+            problems.append(f"{where}: duplicate step name; give each step a unique name")
+        seen.add(step.name)
+        for role, handler in (("action", step.action), ("compensation", step.compensation)):
+            if handler is not None and not _HANDLER.match(handler):
+                problems.append(
+                    f"{where}: {role} handler '{handler}' is not a 'module.function' path inside "
+                    "lambdas/, e.g. 'order_fulfillment.payments.charge_payment'"
+                )
+
+        if step.kind is StepKind.COMPENSATABLE:
+            if not step.compensation:
+                problems.append(
+                    f"{where}: compensatable step has no compensation; add compensation='...' or "
+                    "declare it kind=StepKind.RETRIABLE after the pivot"
+                )
+            if first_pivot is not None and index > first_pivot:
+                problems.append(
+                    f"{where}: compensatable step after the pivot '{saga.steps[first_pivot].name}' "
+                    "would never be compensated; move it before the pivot or make it RETRIABLE"
+                )
+            if first_retriable is not None and index > first_retriable:
+                problems.append(
+                    f"{where}: compensatable step after the retriable step "
+                    f"'{saga.steps[first_retriable].name}'; retriable steps must come last"
+                )
+        elif step.kind is StepKind.RETRIABLE:
+            if step.compensation:
+                problems.append(
+                    f"{where}: retriable steps are never compensated; remove compensation='...' "
+                    "or make the step COMPENSATABLE and move it before the pivot"
+                )
+            if first_pivot is not None and index < first_pivot:
+                problems.append(
+                    f"{where}: retriable step before the pivot '{saga.steps[first_pivot].name}'; "
+                    "move it after the pivot or make it COMPENSATABLE"
+                )
+
+        problems.extend(_timing_problems(where, step))
+    return problems
+
+
+def _timing_problems(where: str, step: Step) -> list[str]:
+    problems: list[str] = []
+    if step.timeout_seconds < 2:
+        problems.append(
+            f"{where}: timeout_seconds={step.timeout_seconds}; use at least 2 so the Lambda "
+            "timeout can be shorter than it"
+        )
+        return problems
+    lambda_timeout = step.effective_lambda_timeout
+    if lambda_timeout < 1 or lambda_timeout >= step.timeout_seconds:
+        problems.append(
+            f"{where}: Lambda timeout {lambda_timeout}s is not shorter than the task timeout "
+            f"{step.timeout_seconds}s; set lambda_timeout_seconds below timeout_seconds, so Lambda "
+            "stops an attempt Step Functions has given up on"
+        )
+    policies = [("action", step.effective_retry)]
+    if step.compensation:
+        policies.append(("compensation", step.compensation_retry))
+    for role, policy in policies:
+        problems.extend(_retry_problems(where, role, policy))
+        worst = policy.worst_case_seconds(step.timeout_seconds)
+        if worst > step.budget_seconds:
+            problems.append(
+                f"{where}: {role} retry worst case is {worst:.0f}s "
+                f"({policy.max_attempts + 1} attempts x {step.timeout_seconds}s + "
+                f"{sum(policy.delays()):.0f}s of backoff), over the step budget of "
+                f"{step.budget_seconds}s; lower max_attempts, max_delay_seconds or timeout_seconds, "
+                "or raise budget_seconds"
+            )
+    return problems
+
+
+def _retry_problems(where: str, role: str, policy: RetryPolicy) -> list[str]:
+    problems: list[str] = []
+    if policy.max_attempts < 0:
+        problems.append(f"{where}: {role} retry max_attempts must be 0 or more")
+    if policy.interval_seconds < 1:
+        problems.append(f"{where}: {role} retry interval_seconds must be at least 1")
+    if policy.backoff_rate < 1.0:
+        problems.append(f"{where}: {role} retry backoff_rate must be at least 1.0")
+    if policy.max_delay_seconds < policy.interval_seconds:
+        problems.append(
+            f"{where}: {role} retry max_delay_seconds is below interval_seconds; raise it"
+        )
+    for name in policy.transient_errors:
+        if not _ERROR_NAME.match(name):
+            problems.append(
+                f"{where}: {role} transient error '{name}' is not an error name; use the class "
+                "name your handler raises, e.g. 'TransientStepError'"
+            )
+    return problems
