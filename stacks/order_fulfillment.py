@@ -102,5 +102,8 @@ class OrderFulfillmentStack(Stack):
             for function in self.saga.step_functions(step):
                 for key in [*table_keys, "FAULT_TABLE"]:
                     self.tables[key].grant_read_write_data(function)
+        CfnOutput(self, "StateMachineArn", value=self.saga.state_machine.state_machine_arn)
+        CfnOutput(self, "IdempotencyTableName", value=self.saga.idempotency_table.table_name)
+        CfnOutput(self, "BarrierTableName", value=self.saga.barrier_table.table_name)
         for name, table in self.tables.items():
             CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)

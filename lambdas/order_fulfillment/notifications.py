@@ -6,10 +6,9 @@ import os
 import time
 from typing import Any
 
+from order_fulfillment import faults
 from saga_runtime import StepContext, saga_step
 from saga_runtime.step import dynamodb_client
-
-from order_fulfillment import faults
 
 
 @saga_step

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from order_fulfillment import faults
 from saga_runtime import BusinessError, StepContext, TransactionConditionFailed, saga_step
 from saga_runtime.step import dynamodb_client
-
-from order_fulfillment import faults
 
 MERCHANT_ACCOUNT = "merchant"
 

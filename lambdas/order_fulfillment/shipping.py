@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from saga_runtime import StepContext, TransactionConditionFailed, saga_step
-
 from order_fulfillment import faults
+from saga_runtime import StepContext, TransactionConditionFailed, saga_step
 
 
 def _table() -> str:

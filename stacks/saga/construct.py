@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from aws_cdk import (
     Acknowledgment,
     Aws,
-    CfnOutput,
     Duration,
     RemovalPolicy,
     Stack,
@@ -153,7 +152,6 @@ class Saga(Construct):
             ),
             comment=definition.description or f"Saga {definition.name}",
         )
-        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         self._acknowledge_nag_findings()
 
     def _acknowledge_nag_findings(self) -> None:

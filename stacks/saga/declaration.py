@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 #: The errors Lambda itself raises when the service, not the handler, failed or throttled.
 #: They are always transient, whatever the step declares.
@@ -53,7 +53,7 @@ class SagaDeclarationError(ValueError):
     """
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     """Where a step stands relative to the saga's point of no return."""
 
     COMPENSATABLE = "compensatable"

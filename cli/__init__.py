@@ -1,0 +1,1 @@
+"""The ``saga`` command line: demo, and the tools to start and inspect sagas."""

@@ -1,0 +1,40 @@
+"""Session fixtures: synthesize the app once, deploy it once into the local cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# Handler logs and EMF lines go to stdout; keep test output readable unless asked for.
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+from stacks.app_factory import ORDER_STACK_NAME, build_app
+
+
+@pytest.fixture(scope="session")
+def assembly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cloud assembly of the real app, cdk-nag included (findings would raise here)."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    build_app(outdir).synth()
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def template(assembly_dir: Path) -> dict[str, Any]:
+    """The order-fulfillment stack's CloudFormation template."""
+    return json.loads((assembly_dir / f"{ORDER_STACK_NAME}.template.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def cloud(assembly_dir: Path) -> Iterator[Any]:
+    """The order-fulfillment stack deployed into the local cloud, for the whole session."""
+    from local_cloud import LocalCloud
+
+    with LocalCloud(assembly_dir, ORDER_STACK_NAME) as running:
+        yield running

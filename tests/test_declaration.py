@@ -1,0 +1,110 @@
+"""A bad saga declaration fails synthesis with a message naming the saga, the step and the fix."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_lambda as lambda_
+
+from stacks.saga import RetryPolicy, Saga, SagaDeclarationError, SagaDefinition, Step, StepKind
+
+
+def step(name: str, **overrides: object) -> Step:
+    fields: dict[str, object] = {
+        "action": f"shop.{name}.do",
+        "compensation": f"shop.{name}.undo",
+    }
+    fields.update(overrides)
+    return Step(name, **fields)  # type: ignore[arg-type]
+
+
+def declare(*steps: Step) -> SagaDefinition:
+    return SagaDefinition(name="trip_booking", steps=list(steps))
+
+
+def assert_rejected(*steps: Step, mentions: list[str]) -> str:
+    with pytest.raises(SagaDeclarationError) as caught:
+        declare(*steps)
+    message = str(caught.value)
+    assert "saga 'trip_booking'" in message
+    for fragment in mentions:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    return message
+
+
+def test_a_valid_declaration_is_accepted() -> None:
+    saga = declare(
+        step("book_flight"),
+        step("book_hotel", kind=StepKind.PIVOT),
+        step("email_itinerary", kind=StepKind.RETRIABLE, compensation=None),
+    )
+    assert saga.pivot_index == 1
+    assert [s.name for s in saga.compensations_before(2)] == ["book_hotel", "book_flight"]
+
+
+def test_duplicate_step_names() -> None:
+    assert_rejected(step("book_flight"), step("book_flight"),
+                    mentions=["step 'book_flight'", "duplicate step name", "unique name"])
+
+
+def test_compensatable_step_without_compensation() -> None:
+    assert_rejected(step("book_car", compensation=None),
+                    mentions=["step 'book_car'", "has no compensation", "compensation='...'"])
+
+
+def test_compensatable_step_after_the_pivot() -> None:
+    assert_rejected(step("book_flight", kind=StepKind.PIVOT), step("book_hotel"),
+                    mentions=["step 'book_hotel'", "after the pivot 'book_flight'",
+                              "move it before the pivot"])
+
+
+def test_more_than_one_pivot() -> None:
+    assert_rejected(step("book_flight", kind=StepKind.PIVOT),
+                    step("book_hotel", kind=StepKind.PIVOT),
+                    mentions=["'book_flight', 'book_hotel' are all pivots", "at most one"])
+
+
+def test_lambda_timeout_not_shorter_than_task_timeout() -> None:
+    assert_rejected(step("book_flight", timeout_seconds=5, lambda_timeout_seconds=5),
+                    mentions=["step 'book_flight'", "Lambda timeout 5s is not shorter than the "
+                              "task timeout 5s", "lambda_timeout_seconds below timeout_seconds"])
+
+
+def test_retry_worst_case_over_the_budget() -> None:
+    greedy = RetryPolicy(max_attempts=20, interval_seconds=5, max_delay_seconds=60)
+    message = assert_rejected(
+        step("book_flight", timeout_seconds=30, retry=greedy),
+        mentions=["step 'book_flight'", "action retry worst case", "over the step budget of 300s",
+                  "lower max_attempts"],
+    )
+    worst = greedy.worst_case_seconds(30)
+    assert f"{worst:.0f}s" in message
+
+
+def test_worst_case_counts_every_attempt_and_capped_delay() -> None:
+    policy = RetryPolicy(max_attempts=4, interval_seconds=2, backoff_rate=3, max_delay_seconds=10)
+    assert policy.delays() == [2, 6, 10, 10]
+    assert policy.worst_case_seconds(5) == 5 * 5 + 28
+
+
+def test_retriable_step_with_a_compensation_or_before_the_pivot() -> None:
+    assert_rejected(
+        step("email_itinerary", kind=StepKind.RETRIABLE),
+        step("book_flight", kind=StepKind.PIVOT),
+        mentions=["retriable steps are never compensated", "retriable step before the pivot"],
+    )
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = assert_rejected(step("a", compensation=None), step("a"),
+                              mentions=["has no compensation", "duplicate step name"])
+    assert message.count("\n  - ") == 2
+
+
+def test_bad_declaration_fails_cdk_synthesis() -> None:
+    """The error surfaces while the CDK app is built, i.e. at ``cdk synth``."""
+    app = App()
+    stack = Stack(app, "Bad")
+    with pytest.raises(SagaDeclarationError, match="step 'book_car'"):
+        Saga(stack, "Trip", definition=declare(step("book_car", compensation=None)),
+             code=lambda_.Code.from_inline("def handler(e, c): return e"))

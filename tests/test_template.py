@@ -1,0 +1,176 @@
+"""CDK assertions on the synthesized order-fulfillment template."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks.order_fulfillment import ORDER_FULFILLMENT
+
+STEPS = [s.name for s in ORDER_FULFILLMENT.steps]
+
+
+def _resolve_join(value: Any) -> str:
+    parts = value["Fn::Join"][1]
+    return "".join(
+        p if isinstance(p, str) else f"arn:{p['Fn::GetAtt'][0]}" if "Fn::GetAtt" in p
+        else "<token>" for p in parts
+    )
+
+
+@pytest.fixture(scope="module")
+def asl(template: dict[str, Any]) -> dict[str, Any]:
+    machines = [r for r in template["Resources"].values()
+                if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    assert len(machines) == 1
+    return json.loads(_resolve_join(machines[0]["Properties"]["DefinitionString"]))
+
+
+@pytest.fixture(scope="module")
+def cdk_template(template: dict[str, Any]) -> Template:
+    return Template.from_json(template)
+
+
+def test_happy_path_is_the_action_tasks_then_one_terminal_state(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    path, name = [], asl["StartAt"]
+    while True:
+        path.append(name)
+        state = states[name]
+        if state.get("End") or state["Type"] in ("Succeed", "Fail"):
+            break
+        name = state["Next"]
+    assert path == [*STEPS, "SagaSucceeded"]
+    assert all(states[s]["Type"] == "Task" for s in STEPS)
+    assert "QueryLanguage" not in asl or asl["QueryLanguage"] == "JSONPath"
+
+
+def test_each_action_has_timeout_transient_only_retry_with_full_jitter(asl: dict[str, Any]) -> None:
+    for step in ORDER_FULFILLMENT.steps:
+        state = asl["States"][step.name]
+        assert state["TimeoutSeconds"] == step.timeout_seconds
+        [retry] = state["Retry"]
+        assert retry["JitterStrategy"] == "FULL"
+        assert retry["MaxAttempts"] == step.effective_retry.max_attempts
+        assert retry["MaxDelaySeconds"] == step.effective_retry.max_delay_seconds
+        if step.kind.value == "retriable":
+            assert retry["ErrorEquals"] == ["States.ALL"]
+        else:
+            assert "States.ALL" not in retry["ErrorEquals"]
+            assert "States.Timeout" not in retry["ErrorEquals"]
+            assert {"TransientStepError", "Lambda.TooManyRequestsException",
+                    "Lambda.ServiceException"} <= set(retry["ErrorEquals"])
+        [catch] = state["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure",
+                         "Next": f"{step.name}_failed"}
+        # Only the Lambda's payload is kept, under the step's own key.
+        assert state["ResultPath"] == f"$.results.{step.name}"
+        assert state["Resource"].startswith("arn:")
+
+
+def _compensation_walk(asl: dict[str, Any], failed_step: str) -> tuple[list[str], str]:
+    states = asl["States"]
+    name = states[f"{failed_step}_failed"]["Next"]
+    walked = []
+    while states[name]["Type"] == "Task":
+        walked.append(name)
+        name = states[name]["Next"]
+    return walked, name
+
+
+@pytest.mark.parametrize(
+    ("failed_step", "compensations"),
+    [
+        ("reserve_inventory", ["compensate_reserve_inventory"]),
+        ("charge_payment", ["compensate_charge_payment", "compensate_reserve_inventory"]),
+        ("create_shipment", ["compensate_create_shipment", "compensate_charge_payment",
+                             "compensate_reserve_inventory"]),
+    ],
+)
+def test_failure_compensates_in_strict_reverse_order(
+    asl: dict[str, Any], failed_step: str, compensations: list[str]
+) -> None:
+    walked, terminal = _compensation_walk(asl, failed_step)
+    assert walked == compensations
+    assert asl["States"][terminal] == {
+        "Type": "Fail", "Error": "SagaCompensated",
+        "CausePath": "States.JsonToString($.failure)",
+    }
+    recorded = asl["States"][f"{failed_step}_failed"]
+    assert recorded["Parameters"]["step"] == failed_step
+    assert recorded["ResultPath"] == "$.failure"
+
+
+def test_steps_after_the_pivot_are_never_compensated(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    assert "compensate_send_confirmation" not in states
+    assert states[states["send_confirmation_failed"]["Next"]]["Error"] == "ForwardRecoveryFailed"
+
+
+def test_failed_compensation_ends_in_compensation_failed_with_pending(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    expected_pending = {
+        "compensate_create_shipment": ["charge_payment", "reserve_inventory"],
+        "compensate_charge_payment": ["reserve_inventory"],
+        "compensate_reserve_inventory": [],
+    }
+    for task, pending in expected_pending.items():
+        [retry] = states[task]["Retry"]
+        assert retry["ErrorEquals"] == ["States.ALL"]
+        [catch] = states[task]["Catch"]
+        record = states[catch["Next"]]
+        assert record["Parameters"]["pending_compensations"] == pending
+        assert record["Parameters"]["failed_compensation"] == task.removeprefix("compensate_")
+        assert states[record["Next"]]["Error"] == "CompensationFailed"
+        assert states[record["Next"]]["CausePath"] == "States.JsonToString($.compensation_failure)"
+
+
+def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
+    cdk_template: Template, template: dict[str, Any]
+) -> None:
+    functions = cdk_template.find_resources("AWS::Lambda::Function")
+    assert len(functions) == 7  # 4 actions + 3 compensations
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["Runtime"].startswith("python3.")
+        layer = json.dumps(props["Layers"])
+        assert "AWSLambdaPowertoolsPythonV3" in layer and "017000801446" in layer
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Timeout"] < max(s.timeout_seconds for s in ORDER_FULFILLMENT.steps)
+        env = props["Environment"]["Variables"]
+        assert {"SAGA_IDEMPOTENCY_TABLE", "SAGA_BARRIER_TABLE", "SAGA_STEP", "SAGA_PHASE"} <= set(env)
+
+
+def test_state_machine_logs_and_traces(cdk_template: Template) -> None:
+    cdk_template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like(
+                {"Level": "ALL", "IncludeExecutionData": True}
+            ),
+        },
+    )
+
+
+def test_tables_have_pitr_and_encryption(cdk_template: Template) -> None:
+    tables = cdk_template.find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 7
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+    cdk_template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+         "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True}},
+    )
+
+
+def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
+    assert {"StateMachineArn", "IdempotencyTableName", "BarrierTableName", "InventoryTableName",
+            "PaymentsTableName", "ShipmentsTableName"} <= set(template["Outputs"])
