@@ -66,16 +66,16 @@ class OrderParticipants:
         self._db = dynamodb
         self.tables = tables
 
-    def seed(self, *, stock: int = 1000, balance_cents: int = 10_000_000,
-             sku: str = SKU, customer: str = CUSTOMER) -> None:
-        """Sets a SKU's stock and a customer's balance (the merchant starts at zero)."""
+    def seed_stock(self, stock: int, sku: str = SKU) -> None:
+        """Sets a SKU's stock on the shelf."""
         self._db.put_item(TableName=self.tables.inventory,
                           Item={"pk": {"S": f"sku#{sku}"}, "stock": {"N": str(stock)}})
+
+    def open_account(self, customer: str, balance_cents: int) -> None:
+        """Sets an account's balance (the merchant's account is an account like any other)."""
         self._db.put_item(TableName=self.tables.payments,
                           Item={"pk": {"S": f"account#{customer}"},
                                 "balance": {"N": str(balance_cents)}})
-        self._db.put_item(TableName=self.tables.payments,
-                          Item={"pk": {"S": f"account#{MERCHANT}"}, "balance": {"N": "0"}})
 
     def set_fault_rules(self, saga_id: str, rules: list[dict[str, Any]] | None) -> None:
         """Adds (or with ``None`` removes) fault rules for a running saga, like an operator would."""

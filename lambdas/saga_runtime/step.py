@@ -28,7 +28,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from saga_runtime.barrier import StepBarrier
 from saga_runtime.errors import (
@@ -233,7 +239,16 @@ def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str,
         except TransientStepError as error:
             outcome = "TransientError"
             logger.warning(f"{ctx.phase} will be retried: {error}")
-            raise
+            if type(error) is TransientStepError:
+                raise
+            raise _as_retryable(error) from error
+        except (ClientError, BotoCoreError) as error:
+            if not _is_transient_aws_error(error):
+                logger.exception(f"{ctx.phase} crashed")
+                raise
+            outcome = "TransientError"
+            logger.warning(f"{ctx.phase} will be retried: {error}")
+            raise _as_retryable(error) from error
         except LateActionRefused as error:
             outcome = "LateActionRefused"
             logger.warning(str(error))
@@ -255,6 +270,28 @@ def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str,
             logger.thread_safe_clear_keys()
 
     return lambda_handler
+
+
+#: AWS error codes that mean "try again later", whatever the service.
+TRANSIENT_AWS_ERROR_CODES = frozenset({
+    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException", "TransactionConflictException",
+    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
+    "RequestTimeout", "RequestTimeoutException",
+})
+
+
+def _is_transient_aws_error(error: Exception) -> bool:
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") in TRANSIENT_AWS_ERROR_CODES
+    return isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError))
+
+
+def _as_retryable(error: Exception) -> Exception:
+    """Step Functions matches the exact error name, so every transient failure surfaces as
+    ``TransientStepError`` (the name in every step's default retry list); the original class
+    stays in the message."""
+    return TransientStepError(f"{type(error).__name__}: {error}")
 
 
 def _idempotency_key(ctx: StepContext) -> dict[str, str]:

@@ -1,0 +1,105 @@
+"""The ``saga`` command.
+
+``saga demo`` runs the order-fulfillment saga in the local cloud (no AWS account needed): once on
+the happy path and once failing at each step, then prints what each saga did and the participants'
+books, proving that nothing leaked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="Saga Kit: distributed transactions on Step Functions, without 2PC.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _root() -> None:
+    """Saga Kit command line."""
+
+
+def _quiet_handlers() -> None:
+    # The handlers log and print EMF metrics to stdout, as they do in Lambda; in a terminal demo
+    # that would bury the table. Tests and --verbose keep them.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+@app.command()
+def demo(
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
+) -> None:
+    """Run the order saga in the local cloud: happy path and a failure at each step."""
+    from cli.demo import SCENARIOS, run_demo
+
+    if not verbose:
+        _quiet_handlers()
+    console = Console(stderr=json_output)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=len(SCENARIOS))
+
+        def on_progress(message: str) -> None:
+            if message.startswith("finished"):
+                progress.advance(task)
+            progress.update(task, description=message)
+
+        report = run_demo(on_progress)
+
+    if json_output:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(console, report)
+    if not report.consistent:
+        raise typer.Exit(code=1)
+
+
+def _print_report(console: Console, report: object) -> None:
+    from cli.demo import DemoReport
+
+    assert isinstance(report, DemoReport)
+    table = Table(title="Order sagas in the local cloud", show_lines=True)
+    for column in ("scenario", "saga id", "outcome", "steps run", "compensations (in order)",
+                   "ms", "left behind"):
+        table.add_column(column, overflow="fold")
+    for run in report.runs:
+        o = run.outcome
+        style = "green" if run.as_expected else "red"
+        effects = run.effects
+        left = (f"reserved {effects['reserved']}, net charge {effects['net_charge_cents']}, "
+                f"shipment {effects['shipment'] or 'none'}, "
+                f"confirmed {'yes' if effects['confirmed'] else 'no'}")
+        table.add_row(run.scenario.label, o.saga_id[:12], f"[{style}]{o.status}[/{style}]",
+                      " → ".join(o.steps_run), " → ".join(o.compensations_run) or "-",
+                      f"{o.duration_ms:.0f}", left)
+    console.print(table)
+
+    books = Table(title="Participants' books after all sagas")
+    books.add_column("what")
+    books.add_column("actual")
+    books.add_column("expected from the completed sagas")
+    for key, expected in report.expected_books.items():
+        actual = report.books[key]
+        mark = "[green]✓[/green]" if actual == expected else "[red]✗[/red]"
+        books.add_row(key, f"{actual} {mark}", str(expected))
+    console.print(books)
+    verdict = ("[green]consistent: every saga ended as expected and nothing leaked[/green]"
+               if report.consistent else "[red]INCONSISTENT: see the rows marked ✗[/red]")
+    console.print(f"{verdict} ({report.seconds:.1f}s)")
+
+
+def main() -> None:
+    """Entry point of the ``saga`` console script."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
