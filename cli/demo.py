@@ -138,7 +138,7 @@ def run_scenarios(cloud: Any, scenarios: list[Scenario],
                                                             customer=scenario.customer))
         started.append((scenario, saga_id, arn))
     runs = []
-    for scenario, saga_id, arn in started:
+    for scenario, _saga_id, arn in started:
         wait_for_execution(sfn, arn)
         notify(f"finished: {scenario.label}")
         runs.append(DemoRun(scenario, outcome(sfn, arn), {}))

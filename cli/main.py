@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+
+# Node 20 is the kit's documented prerequisite; jsii's end-of-life banner for it is noise here.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(help="Saga Kit: distributed transactions on Step Functions, without 2PC.",
@@ -28,7 +36,7 @@ def _root() -> None:
 def _quiet_handlers() -> None:
     # The handlers log and print EMF metrics to stdout, as they do in Lambda; in a terminal demo
     # that would bury the table. Tests and --verbose keep them.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 
@@ -66,21 +74,25 @@ def _print_report(console: Console, report: object) -> None:
     from cli.demo import DemoReport
 
     assert isinstance(report, DemoReport)
-    table = Table(title="Order sagas in the local cloud", show_lines=True)
-    for column in ("scenario", "saga id", "outcome", "steps run", "compensations (in order)",
-                   "ms", "left behind"):
+    def short(steps: list[str]) -> str:
+        return " → ".join(step.split("_")[0] for step in steps) or "-"
+
+    table = Table(title="Order sagas in the local cloud (step names shortened)")
+    for column in ("scenario", "saga id", "outcome", "actions run", "compensations run", "ms"):
         table.add_column(column, overflow="fold")
+    effects_table = Table(title="What each saga left in the participants")
+    for column in ("scenario", "reserved", "net charge", "shipment", "confirmed"):
+        effects_table.add_column(column, overflow="fold")
     for run in report.runs:
         o = run.outcome
         style = "green" if run.as_expected else "red"
-        effects = run.effects
-        left = (f"reserved {effects['reserved']}, net charge {effects['net_charge_cents']}, "
-                f"shipment {effects['shipment'] or 'none'}, "
-                f"confirmed {'yes' if effects['confirmed'] else 'no'}")
-        table.add_row(run.scenario.label, o.saga_id[:12], f"[{style}]{o.status}[/{style}]",
-                      " → ".join(o.steps_run), " → ".join(o.compensations_run) or "-",
-                      f"{o.duration_ms:.0f}", left)
+        table.add_row(run.scenario.label, o.saga_id[:8], f"[{style}]{o.status}[/{style}]",
+                      short(o.steps_run), short(o.compensations_run), f"{o.duration_ms:.0f}")
+        e = run.effects
+        effects_table.add_row(run.scenario.label, str(e["reserved"]), str(e["net_charge_cents"]),
+                              e["shipment"] or "none", "yes" if e["confirmed"] else "no")
     console.print(table)
+    console.print(effects_table)
 
     books = Table(title="Participants' books after all sagas")
     books.add_column("what")
@@ -98,7 +110,7 @@ def _print_report(console: Console, report: object) -> None:
 
 def main() -> None:
     """Entry point of the ``saga`` console script."""
-    sys.exit(app())
+    app()
 
 
 if __name__ == "__main__":

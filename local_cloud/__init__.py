@@ -1,0 +1,18 @@
+"""Deploy a synthesized CDK stack into moto, in-process, and run its real Lambda handlers.
+
+See ``local_cloud/README.md`` for what moto does not emulate and how LocalCloud copes.
+"""
+
+from local_cloud.cloud import LocalCloud, StackResource
+from local_cloud.errors import CodeConflictError, DeployError, LocalCloudError, ResourceLookupError
+from local_cloud.lambda_runner import LambdaContext
+
+__all__ = [
+    "CodeConflictError",
+    "DeployError",
+    "LambdaContext",
+    "LocalCloud",
+    "LocalCloudError",
+    "ResourceLookupError",
+    "StackResource",
+]

@@ -1,0 +1,131 @@
+"""The small, reversible changes to moto that LocalCloud needs (moto 5.2.5).
+
+Each function is a context manager: the change holds inside the ``with`` block and the exact
+previous attribute is put back on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from local_cloud._patching import patched
+
+
+@contextmanager
+def state_machines_in_executing_backend() -> Iterator[None]:
+    """Make CloudFormation create state machines where the executing Step Functions API looks.
+
+    ``moto.stepfunctions.models.StateMachine``'s create/update/delete CloudFormation handlers
+    look up the module global ``stepfunctions_backends`` at call time, and nothing else in that
+    module reads it. With ``execute_state_machine`` on, the API serves
+    ``stepfunctions_parser_backends`` instead, so without this the API answers
+    ``StateMachineDoesNotExist`` for every machine the stack created. Rebinding that one global
+    moves exactly the CloudFormation handlers; ``moto.stepfunctions.stepfunctions_backends`` and
+    the responses module keep their own references.
+    """
+    from moto.stepfunctions import models as sfn_models
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    with patched(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends):
+        yield
+
+
+class _InstantSleepTime:
+    """Stands in for the ``time`` module: ``sleep`` returns at once, everything else is real."""
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        """Skip the wait."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextmanager
+def instant_retry_backoff() -> Iterator[None]:
+    """Make Step Functions ``Retry`` intervals (IntervalSeconds x BackoffRate) take no time.
+
+    Only the retrier's module sees the shim; Task ``TimeoutSeconds``, ``HeartbeatSeconds`` and
+    ``Wait`` states keep real time.
+    """
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    with patched(retrier_decl, "time", _InstantSleepTime()):
+        yield
+
+
+@dataclass(frozen=True)
+class ResourceFailure:
+    """A resource whose CloudFormation handler raised during create_stack."""
+
+    logical_id: str
+    resource_type: str
+    error: BaseException
+
+
+@contextmanager
+def recording_resource_failures(failures: list[ResourceFailure]) -> Iterator[None]:
+    """Note which resource's handler raised while moto creates a stack.
+
+    moto creates resources synchronously inside ``create_stack`` and, when a handler raises, lets
+    the exception out of the API call without a ``CREATE_FAILED`` event naming the resource.
+    Wrapping ``parse_and_create_resource`` records it; the innermost failure comes first (a
+    resource that fails while resolving a ``Ref`` to another fails after it).
+    """
+    from moto.cloudformation import parsing
+
+    original: Callable[..., Any] = parsing.parse_and_create_resource
+
+    def tracking(logical_id: str, resource_json: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(logical_id, resource_json, *args, **kwargs)
+        except BaseException as exc:
+            failures.append(ResourceFailure(logical_id, str(resource_json.get("Type")), exc))
+            raise
+
+    with patched(parsing, "parse_and_create_resource", tracking):
+        yield
+
+
+@contextmanager
+def quiet_interpreter_logs() -> Iterator[None]:
+    """Silences moto's ASL interpreter, which logs every failed state at ERROR level.
+
+    A failed task is an expected saga outcome (the Catch compensates it), and the error and cause
+    are in the execution history, where :mod:`cli.executions` reads them.
+    """
+    interpreter = logging.getLogger("moto.stepfunctions.parser")
+    previous = interpreter.level
+    interpreter.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        interpreter.setLevel(previous)
+
+
+@contextmanager
+def serialized_dynamodb() -> Iterator[None]:
+    """Runs moto's DynamoDB requests one at a time.
+
+    moto's DynamoDB is not thread-safe: ``TransactWriteItems`` deep-copies the tables to roll back,
+    and fails with "dictionary changed size during iteration" when a concurrent saga writes
+    meanwhile. Real DynamoDB serializes conflicting writes itself; here one lock around each
+    request gives the same isolation (requests are in-process and take about a millisecond).
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.RLock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    with patched(DynamoHandler, "call_action", call_action):
+        yield

@@ -1,0 +1,1 @@
+"""Handler package for LocalCloud's self-test Lambda."""
