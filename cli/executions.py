@@ -64,7 +64,7 @@ class SagaOutcome:
 def wait_for_execution(sfn: Any, execution_arn: str, timeout: float = 60.0) -> dict[str, Any]:
     """Polls until the execution leaves RUNNING; raises ``TimeoutError`` past the deadline."""
     deadline = time.monotonic() + timeout
-    delay = 0.02
+    delay = 0.005
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
@@ -72,7 +72,7 @@ def wait_for_execution(sfn: Any, execution_arn: str, timeout: float = 60.0) -> d
         if time.monotonic() > deadline:
             raise TimeoutError(f"{execution_arn} still RUNNING after {timeout}s")
         time.sleep(delay)
-        delay = min(delay * 2, 0.25)
+        delay = min(delay * 2, 0.1)
 
 
 def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:

@@ -9,10 +9,11 @@ A fault is a JSON object ``{"step", "phase", "kind", "times", "seconds"}``:
 * ``times``: how many invocations it hits before it stops (default: every one);
 * ``seconds``: for ``timeout``, how long to sleep (default: past the Lambda's remaining time).
 
-Faults come from the saga input (``"faults": [...]``) or from the fault table, where an item
+Faults come from the saga input (``"faults": [...]``) or, for a saga whose input says
+``"fault_table": true``, from the fault table, where an item
 ``{"pk": "rules#<saga id>", "faults": "<JSON list>"}`` can be added and removed while the saga
-runs, the way an operator fixes a cause. Hit counts live in the same table, so ``times`` holds
-across retries and Lambda instances.
+runs, the way an operator fixes a cause (the opt-in spares every other saga a read per step).
+Hit counts live in the same table, so ``times`` holds across retries and Lambda instances.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class InjectedCrash(RuntimeError):
 def _rules(ctx: StepContext) -> list[dict[str, Any]]:
     rules = list(ctx.input.get("faults") or [])
     table = os.environ.get("FAULT_TABLE")
-    if table:
+    if table and ctx.input.get("fault_table"):
         item = dynamodb_client().get_item(
             TableName=table, Key={"pk": {"S": f"rules#{ctx.saga_id}"}}, ConsistentRead=True
         ).get("Item")

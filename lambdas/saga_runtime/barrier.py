@@ -91,12 +91,3 @@ class StepBarrier:
             ReturnValues="ALL_OLD",
         )
         return "action_started_at" in answer.get("Attributes", {})
-
-    def record_compensation(self, outcome: str) -> None:
-        """Stores what the compensation did (``undone`` or ``nothing_to_undo``)."""
-        self._client.update_item(
-            TableName=self.table_name,
-            Key=self.key,
-            UpdateExpression="SET compensation_outcome = :outcome",
-            ExpressionAttributeValues={":outcome": {"S": outcome}},
-        )

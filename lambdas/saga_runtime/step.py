@@ -190,11 +190,11 @@ def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str,
             ctx.barrier.enter_action()
             return handler(ctx) or {}
         if not ctx.barrier.enter_compensation():
-            ctx.barrier.record_compensation("nothing_to_undo")
+            # The result is the record: Powertools stores it with the idempotency key, and Step
+            # Functions under $.compensations.<step>.
             logger.info("action never started; nothing to undo")
             return {"undone": False, "reason": "action never started"}
         result = handler(ctx) or {}
-        ctx.barrier.record_compensation("undone")
         return {"undone": True, **result}
 
     # Powertools keys records on the function's module and qualified name: name them after the
