@@ -1,0 +1,73 @@
+"""Handlers log with the saga id as correlation id and emit EMF metrics per outcome and duration."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from cli.order_demo import order_input
+
+
+def _function(cloud: Any, step: str, phase: str) -> str:
+    for fn in cloud.client("lambda").list_functions()["Functions"]:
+        env = fn.get("Environment", {}).get("Variables", {})
+        if env.get("SAGA_STEP") == step and env.get("SAGA_PHASE") == phase:
+            return fn["FunctionName"]
+    raise AssertionError(f"no function for {step} {phase}")
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            lines.append(parsed)
+    return lines
+
+
+def test_business_error_is_logged_and_counted(cloud: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    function = _function(cloud, "reserve_inventory", "action")
+    warm_up = order_input()
+    cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(
+        {"saga_type": "order_fulfillment", "step": "reserve_inventory", "phase": "action",
+         "execution_name": warm_up["saga_id"], "state": warm_up}))
+    # The Powertools logger's handler keeps the stdout it found at import (an earlier test's
+    # capture); point it at a buffer for this test. EMF metrics are print()ed to sys.stdout.
+    capsys.readouterr()
+    log_buffer = io.StringIO()
+    handlers = logging.getLogger("order_fulfillment").handlers
+    assert handlers, "the handlers' Powertools logger is not set up"
+    previous = [h.setStream(log_buffer) for h in handlers]  # type: ignore[attr-defined]
+    state = order_input(faults=[{"step": "reserve_inventory", "kind": "business_error"}])
+    event = {"saga_type": "order_fulfillment", "step": "reserve_inventory", "phase": "action",
+             "execution_name": state["saga_id"], "state": state}
+    answer = cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
+    assert json.loads(answer["Payload"].read())["errorType"] == "InjectedBusinessError"
+
+    for handler, stream in zip(handlers, previous, strict=True):
+        handler.setStream(stream)  # type: ignore[attr-defined]
+    [log] = [line for line in _json_lines(log_buffer.getvalue())
+             if line.get("message", "").startswith("action failed")]
+    assert log["level"] == "WARNING"
+    assert log["correlation_id"] == state["saga_id"]
+    assert (log["saga_type"], log["step"], log["phase"]) == (
+        "order_fulfillment", "reserve_inventory", "action")
+
+    [emf] = [line for line in _json_lines(capsys.readouterr().out) if "_aws" in line]
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "SagaKit"
+    # Powertools adds "service" (POWERTOOLS_SERVICE_NAME, the saga type) to the kit's dimensions.
+    assert directive["Dimensions"] == [["SagaType", "Step", "service"]]
+    names = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert names == {"ActionBusinessError": "Count", "ActionDuration": "Milliseconds"}
+    assert (emf["SagaType"], emf["Step"], emf["service"]) == (
+        "order_fulfillment", "reserve_inventory", "order_fulfillment")
+    assert emf["ActionBusinessError"] == [1.0]
+    assert emf["ActionDuration"][0] > 0
