@@ -31,6 +31,7 @@ from local_cloud.lambda_runner import InProcessLambdaRunner
 from local_cloud.moto_patches import (
     ResourceFailure,
     instant_retry_backoff,
+    item_level_transaction_backups,
     quiet_interpreter_logs,
     recording_resource_failures,
     serialized_dynamodb,
@@ -119,6 +120,7 @@ class _SharedMoto:
             stack.enter_context(state_machines_in_executing_backend())
             stack.enter_context(quiet_interpreter_logs())
             stack.enter_context(serialized_dynamodb())
+            stack.enter_context(item_level_transaction_backups())
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
             stack.enter_context(self.runner.installed())

@@ -6,6 +6,7 @@ previous attribute is put back on exit.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -128,4 +129,85 @@ def serialized_dynamodb() -> Iterator[None]:
             return original(self)
 
     with patched(DynamoHandler, "call_action", call_action):
+        yield
+
+
+class _TransactionSnapshots:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend.
+
+    moto backs up every table a ``TransactWriteItems`` touches with ``copy.deepcopy(table)``, so
+    each transaction costs time in proportion to the table size and the local cloud slows down as
+    sagas accumulate. During a transaction this shim answers that deepcopy with a snapshot that
+    copies the table's item index (cheap) and deep-copies only the items the transaction names:
+    the only ones it can change. A rollback then restores exactly what moto's full copy would.
+    Every other use of ``copy`` in that module goes to the real module.
+    """
+
+    def __init__(self) -> None:
+        self._touched = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        touched = getattr(self._touched, "keys", None)
+        if touched is None or not isinstance(value, Table) or value.name not in touched:
+            return copy.deepcopy(value, memo)
+        snapshot = copy.copy(value)
+        if value.has_range_key:
+            snapshot.items = type(value.items)(dict)
+            for hash_value, by_range in value.items.items():
+                snapshot.items[hash_value] = dict(by_range)
+        else:
+            snapshot.items = type(value.items)(dict, value.items)
+        for hash_value, range_value in touched[value.name]:
+            if value.has_range_key:
+                current = snapshot.items.get(hash_value, {}).get(range_value)
+                if current is not None:
+                    snapshot.items[hash_value][range_value] = copy.deepcopy(current)
+            elif hash_value in snapshot.items:
+                snapshot.items[hash_value] = copy.deepcopy(snapshot.items[hash_value])
+        return snapshot
+
+    def transaction(self, backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The keys each table's items are touched under, or ``{}`` (full copies) if unsure."""
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        touched: dict[str, list[tuple[Any, Any]]] = {}
+        try:
+            for entry in transact_items:
+                _, op = next(iter(entry.items()))
+                table = backend.tables[op["TableName"]]
+                key = op["Item"] if "Item" in op else op["Key"]
+                range_value = (
+                    DynamoType(key[table.range_key_attr]) if table.has_range_key else None
+                )
+                touched.setdefault(table.name, []).append(
+                    (DynamoType(key[table.hash_key_attr]), range_value)
+                )
+        except Exception:
+            return {}  # malformed request: let moto copy whole tables and report the error
+        return touched
+
+
+@contextmanager
+def item_level_transaction_backups() -> Iterator[None]:
+    """Makes moto's ``TransactWriteItems`` back up only the items it touches (see above)."""
+    import moto.dynamodb.models as dynamodb_models
+
+    shim = _TransactionSnapshots()
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
+        shim._touched.keys = shim.transaction(backend, transact_items)
+        try:
+            return original(backend, transact_items)
+        finally:
+            shim._touched.keys = None
+
+    with patched(dynamodb_models, "copy", shim), patched(
+        dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items
+    ):
         yield

@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from stacks.saga import RetryPolicy, Saga, SagaDefinition, Step, StepKind
+from stacks.saga.tables import durable_table
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -60,17 +61,9 @@ def lambda_code() -> lambda_.Code:
 
 
 def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
-    return dynamodb.Table(
-        scope,
-        construct_id,
-        partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-            point_in_time_recovery_enabled=True
-        ),
-        encryption=dynamodb.TableEncryption.AWS_MANAGED,
-        removal_policy=RemovalPolicy.DESTROY,
-    )
+    # The simulated participants hold demo data only: removed with the stack.
+    return durable_table(scope, construct_id, partition_key="pk",
+                         removal_policy=RemovalPolicy.DESTROY)
 
 
 class OrderFulfillmentStack(Stack):

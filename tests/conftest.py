@@ -38,3 +38,23 @@ def cloud(assembly_dir: Path) -> Iterator[Any]:
 
     with LocalCloud(assembly_dir, ORDER_STACK_NAME) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def participants(cloud: Any) -> Any:
+    """The order saga's simulated participants in the local cloud."""
+    from cli.order_demo import OrderParticipants, OrderTables
+
+    return OrderParticipants(cloud.client("dynamodb"), OrderTables.from_outputs(cloud.outputs))
+
+
+@pytest.fixture(scope="session")
+def saga_functions(cloud: Any) -> dict[tuple[str, str], str]:
+    """Deployed handler function names by (step, phase)."""
+    functions = {}
+    for page in cloud.client("lambda").get_paginator("list_functions").paginate():
+        for fn in page["Functions"]:
+            env = fn.get("Environment", {}).get("Variables", {})
+            if "SAGA_STEP" in env:
+                functions[(env["SAGA_STEP"], env["SAGA_PHASE"])] = fn["FunctionName"]
+    return functions

@@ -9,16 +9,14 @@ from typing import Any
 import pytest
 
 from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import OrderParticipants, OrderTables, order_input
+from cli.order_demo import OrderParticipants, order_input
 
 SKU_COMP = "sku-compensation"
 CUSTOMER_COMP = "customer-compensation"
 
 
 @pytest.fixture(scope="module")
-def setup(cloud: Any) -> dict[str, Any]:
-    participants = OrderParticipants(cloud.client("dynamodb"),
-                                     OrderTables.from_outputs(cloud.outputs))
+def setup(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     participants.seed_stock(100, sku=SKU_COMP)
     participants.open_account(CUSTOMER_COMP, 100_000)
     return {"participants": participants, "sfn": cloud.client("stepfunctions"),

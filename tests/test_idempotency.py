@@ -13,27 +13,20 @@ from typing import Any
 import pytest
 
 from cli.executions import new_saga_id
-from cli.order_demo import OrderParticipants, OrderTables, order_input
+from cli.order_demo import OrderParticipants, order_input
 
 SKU_IDEM = "sku-idempotency"
 CUSTOMER_IDEM = "customer-idempotency"
 
 
 @pytest.fixture(scope="module")
-def world(cloud: Any) -> dict[str, Any]:
-    participants = OrderParticipants(cloud.client("dynamodb"),
-                                     OrderTables.from_outputs(cloud.outputs))
+def world(cloud: Any, participants: OrderParticipants,
+          saga_functions: dict[tuple[str, str], str]) -> dict[str, Any]:
     participants.seed_stock(50, sku=SKU_IDEM)
     participants.open_account(CUSTOMER_IDEM, 100_000)
-    functions = {}
-    lam = cloud.client("lambda")
-    for page in lam.get_paginator("list_functions").paginate():
-        for fn in page["Functions"]:
-            env = fn.get("Environment", {}).get("Variables", {})
-            if "SAGA_STEP" in env:
-                functions[(env["SAGA_STEP"], env["SAGA_PHASE"])] = fn["FunctionName"]
-    assert len(functions) == 7
-    return {"participants": participants, "functions": functions, "lambda": lam}
+    assert len(saga_functions) == 7
+    return {"participants": participants, "functions": saga_functions,
+            "lambda": cloud.client("lambda")}
 
 
 def invoke(world: dict[str, Any], step: str, phase: str, state: dict[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,6 @@ import pytest
 from cli.order_demo import order_input
 
 
-def _function(cloud: Any, step: str, phase: str) -> str:
-    for fn in cloud.client("lambda").list_functions()["Functions"]:
-        env = fn.get("Environment", {}).get("Variables", {})
-        if env.get("SAGA_STEP") == step and env.get("SAGA_PHASE") == phase:
-            return fn["FunctionName"]
-    raise AssertionError(f"no function for {step} {phase}")
-
-
 def _json_lines(text: str) -> list[dict[str, Any]]:
     lines = []
     for line in text.splitlines():
@@ -32,8 +24,10 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return lines
 
 
-def test_business_error_is_logged_and_counted(cloud: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    function = _function(cloud, "reserve_inventory", "action")
+def test_business_error_is_logged_and_counted(
+    cloud: Any, saga_functions: dict[tuple[str, str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    function = saga_functions[("reserve_inventory", "action")]
     warm_up = order_input()
     cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(
         {"saga_type": "order_fulfillment", "step": "reserve_inventory", "phase": "action",

@@ -30,7 +30,6 @@ from aws_cdk import (
     Stack,
     Validations,
 )
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -38,6 +37,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks.saga.declaration import RetryPolicy, SagaDefinition, Step, StepKind
+from stacks.saga.tables import durable_table
 
 #: Version of the AWS-managed "Powertools for AWS Lambda (Python) V3" layer. Override with the
 #: CDK context key ``powertools_layer_version`` when a newer layer is published.
@@ -82,30 +82,13 @@ class Saga(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.definition = definition
-        self.idempotency_table = dynamodb.Table(
-            self,
-            "IdempotencyTable",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="expiration",
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        self.idempotency_table = durable_table(
+            self, "IdempotencyTable", partition_key="id", ttl_attribute="expiration",
             removal_policy=removal_policy,
         )
-        self.barrier_table = dynamodb.Table(
-            self,
-            "BarrierTable",
-            partition_key=dynamodb.Attribute(name="saga", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="step", type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="expires_at",
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            removal_policy=removal_policy,
+        self.barrier_table = durable_table(
+            self, "BarrierTable", partition_key="saga", sort_key="step",
+            ttl_attribute="expires_at", removal_policy=removal_policy,
         )
         layer_version = self.node.try_get_context("powertools_layer_version") or (
             POWERTOOLS_LAYER_VERSION
