@@ -27,6 +27,7 @@ from moto.core.config import DefaultConfig
 
 from local_cloud.assembly import StackArtifact, asset_bytes, file_assets, load_stack
 from local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
+from local_cloud.event_sources import no_inline_sqs_delivery, pump_sqs_event_sources
 from local_cloud.lambda_runner import InProcessLambdaRunner
 from local_cloud.moto_patches import (
     ResourceFailure,
@@ -37,6 +38,7 @@ from local_cloud.moto_patches import (
     serialized_dynamodb,
     state_machines_in_executing_backend,
 )
+from local_cloud.sqs_move_tasks import message_move_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ class _SharedMoto:
             stack.enter_context(quiet_interpreter_logs())
             stack.enter_context(serialized_dynamodb())
             stack.enter_context(item_level_transaction_backups())
+            stack.enter_context(no_inline_sqs_delivery())
+            stack.enter_context(message_move_tasks())
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
             stack.enter_context(self.runner.installed())
@@ -454,6 +458,19 @@ class LocalCloud:
                 raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+
+    def pump_event_sources(self, max_batches: int = 10_000) -> int:
+        """Deliver queued SQS messages to their Lambda event source mappings until the queues
+        are empty, as Lambda's poller would; returns the number of batches delivered.
+
+        A message whose processing fails is released at once (no visibility-timeout wait) and,
+        after the queue's ``maxReceiveCount`` deliveries, moved to its dead-letter queue by SQS.
+        See :mod:`local_cloud.event_sources`.
+        """
+        delivered = pump_sqs_event_sources(self.client("lambda"), self.client("sqs"), self.region,
+                                           max_batches)
+        self._raise_harness_errors()
+        return delivered
 
     def wait_lambdas_idle(self, timeout: float = 30.0) -> None:
         """Wait until no in-process Lambda invocation is running.

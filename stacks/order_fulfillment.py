@@ -98,5 +98,12 @@ class OrderFulfillmentStack(Stack):
         CfnOutput(self, "StateMachineArn", value=self.saga.state_machine.state_machine_arn)
         CfnOutput(self, "IdempotencyTableName", value=self.saga.idempotency_table.table_name)
         CfnOutput(self, "BarrierTableName", value=self.saga.barrier_table.table_name)
+        CfnOutput(self, "SagaStoreTableName", value=self.saga.store.table.table_name)
+        parking = self.saga.parking
+        CfnOutput(self, "CompensationQueueUrl", value=parking.queue.queue_url)
+        CfnOutput(self, "CompensationQueueArn", value=parking.queue.queue_arn)
+        CfnOutput(self, "CompensationDeadLetterQueueUrl", value=parking.dead_letter_queue.queue_url)
+        CfnOutput(self, "CompensationDeadLetterQueueArn", value=parking.dead_letter_queue.queue_arn)
+        CfnOutput(self, "RedriveFunctionName", value=parking.redrive_function.function_name)
         for name, table in self.tables.items():
             CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)

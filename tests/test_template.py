@@ -124,16 +124,35 @@ def test_failed_compensation_ends_in_compensation_failed_with_pending(asl: dict[
         record = states[catch["Next"]]
         assert record["Parameters"]["pending_compensations"] == pending
         assert record["Parameters"]["failed_compensation"] == task.removeprefix("compensate_")
-        assert states[record["Next"]]["Error"] == "CompensationFailed"
-        assert states[record["Next"]]["CausePath"] == "States.JsonToString($.compensation_failure)"
+        # Parked on the compensation queue, recorded as parked, then CompensationFailed.
+        park = states[record["Next"]]
+        assert park["Resource"].endswith(":states:::sqs:sendMessage")
+        body = park["Parameters"]["MessageBody"]
+        assert body["kind"] == "saga_kit.parked_compensation"
+        assert body["state.$"] == "$"
+        assert body["pending_compensations.$"] == "$.compensation_failure.pending_compensations"
+        choice = states[park["Next"]]
+        branches = [c["Next"] for c in choice["Choices"]] + [choice["Default"]]
+        for branch in branches:
+            update = states[branch]
+            assert update["Resource"].endswith(":states:::dynamodb:updateItem")
+            assert "attribute_not_exists(#status)" in update["Parameters"]["ConditionExpression"]
+            assert update["Next"] == "CompensationFailed"
+            assert update["Catch"][0]["Next"] == "CompensationFailed"
+        assert states["CompensationFailed"]["Error"] == "CompensationFailed"
+        assert states["CompensationFailed"]["CausePath"] == (
+            "States.JsonToString($.compensation_failure)")
 
 
 def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
     cdk_template: Template, template: dict[str, Any]
 ) -> None:
     functions = cdk_template.find_resources("AWS::Lambda::Function")
-    assert len(functions) == 7  # 4 actions + 3 compensations
-    for function in functions.values():
+    handlers = {k: f for k, f in functions.items()
+                if "SAGA_STEP" in f["Properties"]["Environment"]["Variables"]}
+    assert len(handlers) == 7  # 4 actions + 3 compensations
+    assert len(functions) == 8  # and the redrive Lambda
+    for function in handlers.values():
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.")
         layer = json.dumps(props["Layers"])
@@ -159,7 +178,7 @@ def test_state_machine_logs_and_traces(cdk_template: Template) -> None:
 
 def test_tables_have_pitr_and_encryption(cdk_template: Template) -> None:
     tables = cdk_template.find_resources("AWS::DynamoDB::Table")
-    assert len(tables) == 7
+    assert len(tables) == 8  # idempotency, barrier, saga store, 5 participants
     for table in tables.values():
         props = table["Properties"]
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -174,3 +193,52 @@ def test_tables_have_pitr_and_encryption(cdk_template: Template) -> None:
 def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
     assert {"StateMachineArn", "IdempotencyTableName", "BarrierTableName", "InventoryTableName",
             "PaymentsTableName", "ShipmentsTableName"} <= set(template["Outputs"])
+
+
+def test_compensation_queue_dlq_redrive_and_alarms(
+    cdk_template: Template, template: dict[str, Any]
+) -> None:
+    queues = cdk_template.find_resources("AWS::SQS::Queue")
+    assert len(queues) == 2
+    [(queue_id, queue)] = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    [(dlq_id, dlq)] = [(k, q) for k, q in queues.items() if k != queue_id]
+    assert queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": [dlq_id, "Arn"]}
+    assert dlq["Properties"]["RedriveAllowPolicy"]["redrivePermission"] == "byQueue"
+    for props in (queue["Properties"], dlq["Properties"]):
+        assert props["SqsManagedSseEnabled"] is True
+        assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # The redrive Lambda consumes the queue with partial batch failures.
+    cdk_template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    })
+    cdk_template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "saga_runtime.redrive.handler"})
+    alarms = cdk_template.find_resources("AWS::CloudWatch::Alarm")
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert metrics == ["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible"]
+    for alarm in alarms.values():
+        assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+    assert {"CompensationQueueUrl", "CompensationDeadLetterQueueUrl",
+            "CompensationDeadLetterQueueArn", "SagaStoreTableName"} <= set(template["Outputs"])
+
+
+def test_alarm_topic_is_notified_when_given() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_sns as sns
+
+    from stacks.order_fulfillment import ORDER_FULFILLMENT
+    from stacks.saga import Saga
+
+    stack = Stack(App(), "WithTopic")
+    topic = sns.Topic(stack, "Ops")
+    Saga(stack, "Order", definition=ORDER_FULFILLMENT, alarm_topic=topic,
+         code=lambda_.Code.from_inline("def handler(e, c): return e"))
+    alarms = Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm")
+    assert len(alarms) == 2
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": stack.resolve(
+            stack.get_logical_id(topic.node.default_child))}]

@@ -47,7 +47,8 @@ from saga_runtime.errors import (
 
 #: Keys the state machine adds to the execution state; everything else is the saga's input.
 RESERVED_STATE_KEYS = frozenset(
-    {"results", "compensations", "failure", "compensation_error", "compensation_failure"}
+    {"results", "compensations", "failure", "compensation_error", "compensation_failure",
+     "store_error"}
 )
 #: How long a completed step's stored result answers duplicates.
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600

@@ -32,11 +32,14 @@ from aws_cdk import (
 )
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks.saga.declaration import RetryPolicy, SagaDefinition, Step, StepKind
+from stacks.saga.parking import CompensationParking
+from stacks.saga.store import SagaStore
 from stacks.saga.tables import durable_table
 
 #: Version of the AWS-managed "Powertools for AWS Lambda (Python) V3" layer. Override with the
@@ -47,7 +50,7 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 
 #: Keys the saga adds to the execution state; a saga's input must not use them.
 RESERVED_STATE_KEYS = ("results", "compensations", "failure", "compensation_error",
-                       "compensation_failure")
+                       "compensation_failure", "store_error")
 
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
@@ -68,6 +71,10 @@ class Saga(Construct):
         environment: Extra environment variables for every handler (participant table names...).
         removal_policy: Removal policy of the saga's own tables. Defaults to ``RETAIN``: the
             idempotency records of a live saga must survive a stack mistake.
+        max_receive_count: Deliveries of a parked compensation to the redrive Lambda before SQS
+            moves it to the dead-letter queue.
+        alarm_topic: SNS topic notified when a parked compensation reaches the DLQ or the
+            compensation queue stops draining (optional).
     """
 
     def __init__(
@@ -79,8 +86,11 @@ class Saga(Construct):
         code: lambda_.Code,
         environment: Mapping[str, str] | None = None,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        max_receive_count: int = 3,
+        alarm_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.lambda_runtime = LAMBDA_RUNTIME
         self.definition = definition
         self.idempotency_table = durable_table(
             self, "IdempotencyTable", partition_key="id", ttl_attribute="expiration",
@@ -108,6 +118,8 @@ class Saga(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
             **(environment or {}),
         }
+        self.store = SagaStore(self, "Store", removal_policy=removal_policy)
+        self._environment["SAGA_STORE_TABLE"] = self.store.table.table_name
         self.action_functions: dict[str, lambda_.Function] = {}
         self.compensation_functions: dict[str, lambda_.Function] = {}
         for step in definition.steps:
@@ -116,6 +128,12 @@ class Saga(Construct):
                 self.compensation_functions[step.name] = self._function(
                     step, "compensation", step.compensation, code
                 )
+
+        self.parking = CompensationParking(
+            self, "Parking", saga=self, code=code, max_receive_count=max_receive_count,
+            alarm_topic=alarm_topic,
+        )
+        self._park: sfn.IChainable | None = None
 
         self.log_group = logs.LogGroup(
             self,
@@ -150,17 +168,22 @@ class Saga(Construct):
             "AWSLambdaBasicExecutionRole is the AWS-maintained policy that only lets a function "
             "write its own CloudWatch Logs.",
         )
-        for function in self.functions:
+        for function in [*self.functions, self.parking.redrive_function]:
             for rule, reason in (xray, basic_role):
                 Validations.of(function).acknowledge(Acknowledgment(id=rule, reason=reason))
-            logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))
-            Validations.of(self.state_machine).acknowledge(
-                Acknowledgment(
+
+        def invoke_versions(caller: Construct, callees: list[lambda_.Function]) -> None:
+            for callee in callees:
+                logical_id = stack.resolve(stack.get_logical_id(callee.node.default_child))
+                Validations.of(caller).acknowledge(Acknowledgment(
                     id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
-                    reason="'<function arn>:*' lets the state machine invoke versions and aliases "
-                    "of the saga's own functions, nothing else.",
-                )
-            )
+                    reason="'<function arn>:*' allows invoking versions and aliases of the "
+                    "saga's own functions, nothing else.",
+                ))
+
+        invoke_versions(self.state_machine, self.functions)
+        invoke_versions(self.parking.redrive_function,
+                        list(self.compensation_functions.values()))
         Validations.of(self.state_machine).acknowledge(
             Acknowledgment(id=xray[0], reason=xray[1])
         )
@@ -321,23 +344,12 @@ class Saga(Construct):
                 "error": sfn.JsonPath.string_at("$.compensation_error.Error"),
                 "cause": sfn.JsonPath.string_at("$.compensation_error.Cause"),
                 "pending_compensations": pending,
+                "attempts": step.compensation_retry.max_attempts + 1,
                 "failure": sfn.JsonPath.object_at("$.failure"),
             },
             result_path="$.compensation_failure",
         )
-        return record.next(self._compensation_failed_terminal())
-
-    def _compensation_failed_terminal(self) -> sfn.IChainable:
-        existing = self.node.try_find_child("CompensationFailed")
-        if existing is not None:
-            return existing  # type: ignore[return-value]
-        return sfn.Fail(
-            self,
-            "CompensationFailed",
-            state_name="CompensationFailed",
-            error="CompensationFailed",
-            cause_path=sfn.JsonPath.json_to_string(
-                sfn.JsonPath.object_at("$.compensation_failure")
-            ),
-        )
+        if self._park is None:
+            self._park = self.parking.park(self)
+        return record.next(self._park)
 

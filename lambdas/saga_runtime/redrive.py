@@ -1,0 +1,208 @@
+"""The redrive Lambda: finishes parked compensations from the saga's compensation queue.
+
+Each message (see ``stacks/saga/parking.py``) names the compensation that failed and those still
+pending, in strict reverse order, with the saga state they need. The redrive invokes the very
+compensation functions the state machine uses, with the same event, so the same idempotency keys
+apply: a compensation that already ran returns its stored result and does nothing again. The
+batch reports partial failures: a message that cannot be finished (still failing, or malformed)
+goes back to the queue on its own and, after ``maxReceiveCount`` deliveries, to the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
+
+from saga_runtime.step import dynamodb_client
+
+MESSAGE_KIND = "saga_kit.parked_compensation"
+MESSAGE_VERSIONS = (1,)
+TERMINAL_STATUSES = ("completed", "compensated", "failed")
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+_lambda_lock = threading.Lock()
+_lambda_client: Any = None
+
+
+class PoisonMessage(ValueError):
+    """A message that can never be finished as it is; it is left for the dead-letter queue."""
+
+
+class CompensationStillFailing(RuntimeError):
+    """A pending compensation failed again; the message goes back to the queue."""
+
+
+@dataclass(frozen=True)
+class ParkedCompensation:
+    """A parked saga: what failed and what is left to undo, in order."""
+
+    saga_type: str
+    saga_id: str
+    execution_arn: str
+    execution_name: str
+    failed_compensation: str
+    pending_compensations: tuple[str, ...]
+    state: dict[str, Any]
+    error: str
+    cause: str
+
+    @property
+    def remaining(self) -> list[str]:
+        """The compensations to run, in strict reverse order of their steps."""
+        return [self.failed_compensation, *self.pending_compensations]
+
+    @classmethod
+    def from_body(cls, body: str, *, saga_type: str, known_steps: set[str]) -> ParkedCompensation:
+        """Parses and checks a message body.
+
+        Raises:
+            PoisonMessage: with the reason, if the body is not a parked compensation of this saga.
+        """
+        try:
+            message = json.loads(body)
+        except (TypeError, ValueError) as error:
+            raise PoisonMessage(f"body is not JSON: {error}") from None
+        if not isinstance(message, dict):
+            raise PoisonMessage("body is not a JSON object")
+        if message.get("kind") != MESSAGE_KIND or message.get("version") not in MESSAGE_VERSIONS:
+            raise PoisonMessage(
+                f"not a parked compensation (kind={message.get('kind')!r}, "
+                f"version={message.get('version')!r})"
+            )
+        missing = [k for k in ("saga_type", "execution_arn", "execution_name", "failed_compensation",
+                               "pending_compensations", "state") if k not in message]
+        if missing:
+            raise PoisonMessage(f"missing fields: {', '.join(missing)}")
+        if message["saga_type"] != saga_type:
+            raise PoisonMessage(f"unknown saga type {message['saga_type']!r} (this is {saga_type!r})")
+        state = message["state"]
+        pending = message["pending_compensations"]
+        if not isinstance(state, dict) or not isinstance(pending, list):
+            raise PoisonMessage("state must be an object and pending_compensations a list")
+        unknown = [s for s in [message["failed_compensation"], *pending] if s not in known_steps]
+        if unknown:
+            raise PoisonMessage(f"no compensation for step(s) {unknown}")
+        saga_id = state.get("saga_id") or message["execution_name"]
+        if not isinstance(saga_id, str) or not saga_id:
+            raise PoisonMessage("no saga id in state.saga_id or execution_name")
+        return cls(
+            saga_type=saga_type,
+            saga_id=saga_id,
+            execution_arn=str(message["execution_arn"]),
+            execution_name=str(message["execution_name"]),
+            failed_compensation=message["failed_compensation"],
+            pending_compensations=tuple(pending),
+            state=state,
+            error=str(message.get("error", "")),
+            cause=str(message.get("cause", "")),
+        )
+
+
+def _lambda() -> Any:
+    global _lambda_client
+    with _lambda_lock:
+        if _lambda_client is None:
+            _lambda_client = boto3.client("lambda")
+        return _lambda_client
+
+
+def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> dict[str, Any]:
+    event = {
+        "saga_type": parked.saga_type,
+        "step": step,
+        "phase": "compensation",
+        "execution_name": parked.execution_name,
+        "execution_arn": parked.execution_arn,
+        "state": parked.state,
+    }
+    answer = _lambda().invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        detail = payload if isinstance(payload, dict) else {}
+        raise CompensationStillFailing(
+            f"compensation of {step} failed again: {detail.get('errorType')}: "
+            f"{detail.get('errorMessage')}"
+        )
+    return payload
+
+
+def _mark_compensated(parked: ParkedCompensation, finished_by: str) -> None:
+    now = datetime.now(UTC).isoformat()
+    try:
+        dynamodb_client().update_item(
+            TableName=os.environ["SAGA_STORE_TABLE"],
+            Key={"saga_type": {"S": parked.saga_type}, "saga_id": {"S": parked.saga_id}},
+            UpdateExpression=(
+                "SET #status = :compensated, finished_by = :by, finished_at = :now, "
+                "updated_at = :now, execution_arn = :arn"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(#status) OR NOT (#status IN (:completed, :compensated, :failed))"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":compensated": {"S": "compensated"},
+                ":completed": {"S": "completed"},
+                ":failed": {"S": "failed"},
+                ":by": {"S": finished_by},
+                ":now": {"S": now},
+                ":arn": {"S": parked.execution_arn},
+            },
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        logger.info("saga already has a terminal status; left as it is")
+
+
+def finish_parked_saga(record: SQSRecord) -> dict[str, Any]:
+    """Runs the remaining compensations of one parked saga, then records it compensated."""
+    functions: dict[str, str] = json.loads(os.environ["SAGA_COMPENSATION_FUNCTIONS"])
+    try:
+        parked = ParkedCompensation.from_body(
+            record.body, saga_type=os.environ["SAGA_TYPE"], known_steps=set(functions)
+        )
+    except PoisonMessage as error:
+        logger.error("poison message left for the dead-letter queue",
+                     extra={"message_id": record.message_id, "reason": str(error)})
+        raise
+    logger.thread_safe_append_keys(correlation_id=parked.saga_id, saga_id=parked.saga_id,
+                                   saga_type=parked.saga_type)
+    try:
+        results = {}
+        for step in parked.remaining:
+            results[step] = _compensate(parked, step, functions[step])
+        finished_by = (
+            f"redrive:{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'redrive')}"
+            f"/message:{record.message_id}/receive:{record.attributes.approximate_receive_count}"
+        )
+        _mark_compensated(parked, finished_by)
+        logger.info("parked saga compensated", extra={"compensations": parked.remaining})
+        return results
+    except CompensationStillFailing as error:
+        logger.warning(str(error), extra={"receive_count":
+                                          record.attributes.approximate_receive_count})
+        raise
+    finally:
+        logger.thread_safe_clear_keys()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batch handler with partial batch failures."""
+    return process_partial_response(event=event, record_handler=finish_parked_saga,
+                                    processor=processor, context=context)

@@ -1,0 +1,236 @@
+"""Parking: a compensation that exhausts its retries is never lost.
+
+The state machine puts one message on the saga's compensation queue with everything needed to
+finish without the execution, records the saga as ``parked`` and ends in ``CompensationFailed``.
+The redrive Lambda consumes that queue and finishes the pending compensations in strict reverse
+order through the same handlers and idempotency keys. A message it cannot finish returns to the
+queue; after ``max_receive_count`` deliveries SQS moves it to the dead-letter queue, from which an
+operator redrives it ("Start DLQ redrive" in the SQS console, or ``saga dlq redrive``) once the
+cause is fixed. Alarms fire on any message in the DLQ and on a compensation queue that is not
+draining.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.saga.store import NOT_TERMINAL_CONDITION
+
+if TYPE_CHECKING:
+    from stacks.saga.construct import Saga
+
+#: Message kind and version, so a consumer can refuse what it does not understand.
+MESSAGE_KIND = "saga_kit.parked_compensation"
+MESSAGE_VERSION = 1
+
+
+class CompensationParking(Construct):
+    """Compensation queue, its DLQ, the redrive Lambda and the alarms of one saga.
+
+    Args:
+        saga: The saga whose failed compensations are parked here.
+        code: The Lambda code asset (it contains ``saga_runtime.redrive``).
+        max_receive_count: Deliveries of a message before SQS moves it to the DLQ.
+        oldest_message_alarm: Age of the oldest message in the compensation queue that raises
+            the "not draining" alarm (default 15 minutes).
+        alarm_topic: SNS topic notified by both alarms (optional).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        saga: Saga,
+        code: lambda_.Code,
+        max_receive_count: int = 3,
+        oldest_message_alarm: Duration | None = None,
+        alarm_topic: sns.ITopic | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        definition = saga.definition
+        compensation_steps = [s for s in definition.steps if s.compensation]
+        # The redrive runs every pending compensation synchronously, one after the other.
+        redrive_timeout = min(900, 30 + sum(s.timeout_seconds for s in compensation_steps))
+
+        queue_name = f"{Stack.of(self).stack_name}-{definition.name}-compensations"[:80]
+        queue_arn = f"arn:{Aws.PARTITION}:sqs:{Aws.REGION}:{Aws.ACCOUNT_ID}:{queue_name}"
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            queue_name=f"{queue_name[:76]}-dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            # Only the compensation queue may use it as its DLQ (by ARN: a reference would be a
+            # dependency cycle, the queue already points here).
+            redrive_allow_policy=sqs.RedriveAllowPolicy(
+                redrive_permission=sqs.RedrivePermission.BY_QUEUE,
+                source_queues=[sqs.Queue.from_queue_arn(self, "SourceQueueRef", queue_arn)],
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            queue_name=queue_name,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            visibility_timeout=Duration.seconds(6 * redrive_timeout),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=max_receive_count, queue=self.dead_letter_queue
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        self.redrive_function = lambda_.Function(
+            self,
+            "RedriveFunction",
+            runtime=saga.lambda_runtime,
+            handler="saga_runtime.redrive.handler",
+            code=code,
+            timeout=Duration.seconds(redrive_timeout),
+            memory_size=256,
+            layers=[saga.powertools_layer],
+            environment={
+                "SAGA_TYPE": definition.name,
+                "SAGA_STORE_TABLE": saga.store.table.table_name,
+                "SAGA_COMPENSATION_FUNCTIONS": Stack.of(self).to_json_string(
+                    {name: fn.function_name for name, fn in saga.compensation_functions.items()}
+                ),
+                "POWERTOOLS_SERVICE_NAME": definition.name,
+                "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
+            },
+            log_group=logs.LogGroup(self, "RedriveLogs", retention=logs.RetentionDays.THREE_MONTHS,
+                                    removal_policy=RemovalPolicy.DESTROY),
+            tracing=lambda_.Tracing.ACTIVE,
+            description=f"Saga {definition.name}: finishes parked compensations",
+        )
+        for function in saga.compensation_functions.values():
+            function.grant_invoke(self.redrive_function)
+        saga.store.table.grant_read_write_data(self.redrive_function)
+        self.redrive_function.add_event_source(
+            event_sources.SqsEventSource(self.queue, batch_size=10,
+                                         report_batch_item_failures=True)
+        )
+
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description=f"Saga {definition.name}: a parked compensation is in the DLQ and "
+            "needs an operator (fix the cause, then Start DLQ redrive).",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.backlog_alarm = cloudwatch.Alarm(
+            self,
+            "BacklogAlarm",
+            alarm_description=f"Saga {definition.name}: the compensation queue is not draining.",
+            metric=self.queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=(oldest_message_alarm or Duration.minutes(15)).to_seconds(),
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if alarm_topic is not None:
+            for alarm in (self.dlq_alarm, self.backlog_alarm):
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+
+    def park(self, saga: Saga) -> sfn.IChainable:
+        """States that park ``$.compensation_failure`` (queue, then store) and fail the saga."""
+        terminal = sfn.Fail(
+            self, "CompensationFailed", state_name="CompensationFailed", error="CompensationFailed",
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.compensation_failure")),
+        )
+        send = tasks.SqsSendMessage(
+            self,
+            "park_compensation",
+            state_name="park_compensation",
+            queue=self.queue,
+            message_body=sfn.TaskInput.from_object({
+                "kind": MESSAGE_KIND,
+                "version": MESSAGE_VERSION,
+                "saga_type": saga.definition.name,
+                "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+                "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                "parked_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                "failed_compensation": sfn.JsonPath.string_at(
+                    "$.compensation_failure.failed_compensation"),
+                "pending_compensations": sfn.JsonPath.list_at(
+                    "$.compensation_failure.pending_compensations"),
+                "error": sfn.JsonPath.string_at("$.compensation_failure.error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_failure.cause"),
+                "attempts": sfn.JsonPath.number_at("$.compensation_failure.attempts"),
+                "failure": sfn.JsonPath.object_at("$.failure"),
+                "state": sfn.JsonPath.entire_payload,
+            }),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        send.add_retry(errors=["States.ALL"], max_attempts=5, interval=Duration.seconds(1),
+                       backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+
+        # The saga id is the input's saga_id or else the execution name; JSONPath cannot
+        # coalesce, so a Choice picks the key (only on this failure path).
+        def record(state_name: str, saga_id: str) -> tasks.DynamoUpdateItem:
+            update = tasks.DynamoUpdateItem(
+                self,
+                state_name,
+                state_name=state_name,
+                table=saga.store.table,
+                key={
+                    "saga_type": tasks.DynamoAttributeValue.from_string(saga.definition.name),
+                    "saga_id": tasks.DynamoAttributeValue.from_string(
+                        sfn.JsonPath.string_at(saga_id)),
+                },
+                update_expression=(
+                    "SET #status = :parked, execution_arn = :arn, "
+                    "parked_compensation = :compensation, "
+                    "updated_at = :now"
+                ),
+                condition_expression=NOT_TERMINAL_CONDITION,
+                expression_attribute_names={"#status": "status"},
+                expression_attribute_values={
+                    ":parked": tasks.DynamoAttributeValue.from_string("parked"),
+                    ":arn": tasks.DynamoAttributeValue.from_string(
+                        sfn.JsonPath.string_at("$$.Execution.Id")),
+                    ":compensation": tasks.DynamoAttributeValue.from_string(
+                        sfn.JsonPath.string_at("$.compensation_failure.failed_compensation")),
+                    ":now": tasks.DynamoAttributeValue.from_string(
+                        sfn.JsonPath.string_at("$$.State.EnteredTime")),
+                    ":completed": tasks.DynamoAttributeValue.from_string("completed"),
+                    ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
+                    ":failed": tasks.DynamoAttributeValue.from_string("failed"),
+                },
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            # Finished meanwhile by the redrive (terminal status kept) or store unavailable:
+            # the message is already parked, which is what matters.
+            update.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")
+            return update.next(terminal)
+
+        choose = sfn.Choice(self, "record_parked", state_name="record_parked")
+        choose.when(sfn.Condition.is_present("$.saga_id"),
+                    record("record_parked_by_saga_id", "$.saga_id"))
+        choose.otherwise(record("record_parked_by_execution_name", "$$.Execution.Name"))
+        return send.next(choose)
+
