@@ -108,6 +108,68 @@ def _print_report(console: Console, report: object) -> None:
     console.print(f"{verdict} ({report.seconds:.1f}s)")
 
 
+dlq_app = typer.Typer(help="Parked compensations: list and redrive the compensation DLQ.",
+                      no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+STACK_OPTION = typer.Option("SagaKitOrderFulfillment", "--stack", help="Deployed stack name.")
+REGION_OPTION = typer.Option(None, "--region", help="AWS region (default: your profile's).")
+ENDPOINT_OPTION = typer.Option(None, "--endpoint-url",
+                               help="Talk to this endpoint instead of AWS (e.g. a local cloud).")
+
+
+def _stack_outputs(stack: str, region: str | None, endpoint_url: str | None) -> tuple[object, dict]:
+    import boto3
+
+    session = boto3.session.Session(region_name=region)
+    cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
+    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    return session.client("sqs", endpoint_url=endpoint_url), outputs
+
+
+@dlq_app.command("list")
+def dlq_list(
+    stack: str = STACK_OPTION,
+    region: str | None = REGION_OPTION,
+    endpoint_url: str | None = ENDPOINT_OPTION,
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show each parked saga in the DLQ (failed compensation, error, age) without consuming it."""
+    from cli.dlq import list_parked
+
+    sqs, outputs = _stack_outputs(stack, region, endpoint_url)
+    parked = list_parked(sqs, outputs["CompensationDeadLetterQueueUrl"])
+    if json_output:
+        print(json.dumps([p.to_dict() for p in parked], indent=2))
+        return
+    table = Table(title=f"Parked compensations in the DLQ of {stack}: {len(parked)}")
+    for column in ("saga id", "failed compensation", "still pending", "error", "age (s)",
+                   "receives"):
+        table.add_column(column, overflow="fold")
+    for p in parked:
+        table.add_row(p.saga_id or f"[red]{p.malformed}[/red]", p.failed_compensation or "-",
+                      " → ".join(p.pending_compensations) or "-", p.error or "-",
+                      f"{p.age_seconds:.0f}", str(p.receive_count))
+    Console().print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    stack: str = STACK_OPTION,
+    region: str | None = REGION_OPTION,
+    endpoint_url: str | None = ENDPOINT_OPTION,
+) -> None:
+    """Move every DLQ message back to the compensation queue (StartMessageMoveTask)."""
+    from cli.dlq import redrive
+
+    sqs, outputs = _stack_outputs(stack, region, endpoint_url)
+    task = redrive(sqs, outputs["CompensationDeadLetterQueueArn"])
+    Console().print(f"moved {task.get('ApproximateNumberOfMessagesMoved', 0)} message(s) back to "
+                    f"the compensation queue ({task.get('Status')}); the redrive Lambda finishes "
+                    "them.")
+
+
 def main() -> None:
     """Entry point of the ``saga`` console script."""
     app()

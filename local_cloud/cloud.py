@@ -28,7 +28,7 @@ from moto.core.config import DefaultConfig
 from local_cloud.assembly import StackArtifact, asset_bytes, file_assets, load_stack
 from local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
 from local_cloud.event_sources import no_inline_sqs_delivery, pump_sqs_event_sources
-from local_cloud.lambda_runner import InProcessLambdaRunner
+from local_cloud.lambda_runner import InProcessLambdaRunner, InvocationRecord
 from local_cloud.moto_patches import (
     ResourceFailure,
     instant_retry_backoff,
@@ -458,6 +458,14 @@ class LocalCloud:
                 raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
+
+    @property
+    def invocations(self) -> list[InvocationRecord]:
+        """Every Lambda invocation finished so far in this process, oldest first: which function
+        and how it ended (``error_type`` is ``None`` on success). Lets a test see that a late
+        action really ran and was refused, not just that its effect is missing."""
+        with self._runner._inflight.condition:
+            return list(self._runner.journal)
 
     def pump_event_sources(self, max_batches: int = 10_000) -> int:
         """Deliver queued SQS messages to their Lambda event source mappings until the queues

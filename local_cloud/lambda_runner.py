@@ -92,6 +92,17 @@ class _Invocation:
     condition: threading.Condition = field(default_factory=threading.Condition)
 
 
+@dataclass(frozen=True)
+class InvocationRecord:
+    """One finished in-process invocation: which function, and how it ended."""
+
+    function_name: str
+    error_type: str | None
+    error_message: str | None
+    started_at: float
+    finished_at: float
+
+
 def parse_handler(handler: str) -> tuple[str, str]:
     """Split a Lambda Python handler string into (module, attribute).
 
@@ -201,6 +212,8 @@ class InProcessLambdaRunner:
         self._inflight = _Invocation()
         self._environ: ThreadLocalEnviron | None = None
         self.harness_errors: list[LocalCloudError] = []
+        #: Every finished invocation, oldest first (see :attr:`LocalCloud.invocations`).
+        self.journal: list[InvocationRecord] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -338,10 +351,22 @@ class InProcessLambdaRunner:
         """Run ``fn``'s handler with ``event``; returns (payload JSON, errored, logs)."""
         with self._inflight.condition:
             self._inflight.running += 1
+        started = time.time()
+        payload, errored = "null", True
         try:
-            return self._invoke(fn, event)
+            payload, errored, logs = self._invoke(fn, event)
+            return payload, errored, logs
         finally:
+            error_type = error_message = None
+            if errored:
+                try:
+                    detail = json.loads(payload)
+                    error_type, error_message = detail.get("errorType"), detail.get("errorMessage")
+                except (ValueError, AttributeError):
+                    error_type = "Unknown"
             with self._inflight.condition:
+                self.journal.append(InvocationRecord(fn.function_name, error_type, error_message,
+                                                     started, time.time()))
                 self._inflight.running -= 1
                 self._inflight.condition.notify_all()
 

@@ -1,0 +1,112 @@
+"""Parked compensations from the command line: list the DLQ without consuming it, redrive it.
+
+``redrive`` is ``StartMessageMoveTask`` — exactly what the SQS console's "Start DLQ redrive"
+does — so the CLI and the console share one path, on AWS and in the local cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+#: How long listed messages stay hidden while the listing pages through the queue.
+_PEEK_VISIBILITY_SECONDS = 30
+
+
+@dataclass
+class ParkedView:
+    """One message of the DLQ, as an operator needs to see it."""
+
+    message_id: str
+    saga_type: str | None
+    saga_id: str | None
+    failed_compensation: str | None
+    pending_compensations: list[str]
+    error: str | None
+    cause: str | None
+    age_seconds: float
+    receive_count: int
+    malformed: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form."""
+        return asdict(self)
+
+
+def _view(message: dict[str, Any], now: float) -> ParkedView:
+    attributes = message.get("Attributes", {})
+    sent = int(attributes.get("SentTimestamp", now * 1000)) / 1000
+    base: dict[str, Any] = {
+        "message_id": message["MessageId"],
+        "age_seconds": round(max(0.0, now - sent), 1),
+        "receive_count": int(attributes.get("ApproximateReceiveCount", 0)),
+    }
+    try:
+        body = json.loads(message["Body"])
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        return ParkedView(saga_type=None, saga_id=None, failed_compensation=None,
+                          pending_compensations=[], error=None, cause=None,
+                          malformed=f"body is not a parked compensation: {error}", **base)
+    state = body.get("state") if isinstance(body.get("state"), dict) else {}
+    return ParkedView(
+        saga_type=body.get("saga_type"),
+        saga_id=state.get("saga_id") or body.get("execution_name"),
+        failed_compensation=body.get("failed_compensation"),
+        pending_compensations=list(body.get("pending_compensations") or []),
+        error=body.get("error"),
+        cause=body.get("cause"),
+        malformed=None if body.get("kind") == "saga_kit.parked_compensation" else
+        f"unexpected kind {body.get('kind')!r}",
+        **base,
+    )
+
+
+def list_parked(sqs: Any, queue_url: str, limit: int = 1000) -> list[ParkedView]:
+    """Every message in the queue, without consuming any.
+
+    SQS has no peek: messages are received with a short visibility timeout so that paging makes
+    progress, then made visible again at once.
+    """
+    received: list[dict[str, Any]] = []
+    try:
+        while len(received) < limit:
+            page = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                VisibilityTimeout=_PEEK_VISIBILITY_SECONDS, AttributeNames=["All"],
+            ).get("Messages", [])
+            if not page:
+                break
+            received.extend(page)
+    finally:
+        for message in received:
+            sqs.change_message_visibility(QueueUrl=queue_url,
+                                          ReceiptHandle=message["ReceiptHandle"],
+                                          VisibilityTimeout=0)
+    now = datetime.now(UTC).timestamp()
+    return [_view(m, now) for m in received]
+
+
+def redrive(sqs: Any, dead_letter_queue_arn: str, destination_arn: str | None = None,
+            timeout: float = 300.0) -> dict[str, Any]:
+    """Moves every DLQ message back (``StartMessageMoveTask``) and waits for the task to end.
+
+    Returns the finished task as ``ListMessageMoveTasks`` reports it.
+    """
+    kwargs = {"SourceArn": dead_letter_queue_arn}
+    if destination_arn:
+        kwargs["DestinationArn"] = destination_arn
+    handle = sqs.start_message_move_task(**kwargs)["TaskHandle"]
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = sqs.list_message_move_tasks(SourceArn=dead_letter_queue_arn, MaxResults=1)
+        latest = (tasks.get("Results") or [{}])[0]
+        if latest.get("Status") in ("COMPLETED", "CANCELLED", "FAILED"):
+            return {"task_handle": handle, **latest}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"message move task {handle} still {latest.get('Status')}")
+        time.sleep(1.0)
