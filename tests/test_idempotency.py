@@ -86,11 +86,11 @@ def test_concurrent_duplicates_charge_once(world: dict[str, Any]) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    # A duplicate that overlaps the first is told so (and Step Functions would retry it);
-    # none of them charges a second time.
+    # A duplicate that overlaps the first fails as transient (Step Functions retries it and then
+    # gets the stored result); none of them charges a second time.
     ok = [a for a in answers if "error" not in a]
     assert ok and all(a == ok[0] for a in ok)
-    assert all(a.get("error") in (None, "IdempotencyAlreadyInProgressError") for a in answers)
+    assert all(a.get("error") in (None, "TransientStepError") for a in answers)
     assert participants.books()["balances"][CUSTOMER_IDEM] == balance0 - 1999
 
 
@@ -99,7 +99,7 @@ def test_compensation_before_action_refuses_the_late_action(world: dict[str, Any
     state = fresh_state()
     stock0 = participants.stock(SKU_IDEM)
     undo = invoke(world, "reserve_inventory", "compensation", state)
-    assert undo == {"undone": False, "reason": "action never started"}
+    assert undo == {"undone": False, "reason": "action never took effect"}
     late = invoke(world, "reserve_inventory", "action", state)
     assert late == {"error": "LateActionRefused"}
     assert participants.stock(SKU_IDEM) == stock0

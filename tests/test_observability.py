@@ -25,8 +25,10 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_business_error_is_logged_and_counted(
-    cloud: Any, saga_functions: dict[tuple[str, str], str], capsys: pytest.CaptureFixture[str]
+    cloud: Any, participants: Any, saga_functions: dict[tuple[str, str], str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    participants.seed_stock(0, sku="sku-sold-out")
     function = saga_functions[("reserve_inventory", "action")]
     warm_up = order_input()
     cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(
@@ -39,11 +41,11 @@ def test_business_error_is_logged_and_counted(
     handlers = logging.getLogger("order_fulfillment").handlers
     assert handlers, "the handlers' Powertools logger is not set up"
     previous = [h.setStream(log_buffer) for h in handlers]  # type: ignore[attr-defined]
-    state = order_input(faults=[{"step": "reserve_inventory", "kind": "business_error"}])
+    state = order_input(sku="sku-sold-out")
     event = {"saga_type": "order_fulfillment", "step": "reserve_inventory", "phase": "action",
              "execution_name": state["saga_id"], "state": state}
     answer = cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
-    assert json.loads(answer["Payload"].read())["errorType"] == "InjectedBusinessError"
+    assert json.loads(answer["Payload"].read())["errorType"] == "OutOfStock"
 
     for handler, stream in zip(handlers, previous, strict=True):
         handler.setStream(stream)  # type: ignore[attr-defined]

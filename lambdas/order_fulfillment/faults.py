@@ -4,7 +4,8 @@ A fault is a JSON object ``{"step", "phase", "kind", "times", "seconds"}``:
 
 * ``kind``: ``business_error`` (a definitive no), ``transient_error`` (retried),
   ``timeout`` (sleep past the task timeout, then carry on), or ``crash_after_effect`` (the side
-  effect is applied, then the handler fails as if the process had died);
+  effect is applied, then the handler fails as if the process had died). The first three strike
+  at the function's entry (:func:`injected`), the last inside the handler after its effect;
 * ``phase``: ``action`` (default) or ``compensation``;
 * ``times``: how many invocations it hits before it stops (default: every one);
 * ``seconds``: for ``timeout``, how long to sleep (default: past the Lambda's remaining time).
@@ -18,9 +19,12 @@ Hit counts live in the same table, so ``times`` holds across retries and Lambda 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from saga_runtime import BusinessError, StepContext, TransientStepError
@@ -35,20 +39,27 @@ class InjectedBusinessError(BusinessError):
     """A business error injected by a fault rule."""
 
 
-class InjectedTransientError(TransientStepError):
-    """A transient error injected by a fault rule (retried like any TransientStepError)."""
-
-
 class InjectedCrash(RuntimeError):
     """The handler dies after its side effect, as a crashed process would."""
 
 
-def _rules(ctx: StepContext) -> list[dict[str, Any]]:
-    rules = list(ctx.input.get("faults") or [])
+@dataclass(frozen=True)
+class _Target:
+    """Which invocation a rule is matched against."""
+
+    saga_id: str
+    step: str
+    phase: str
+    saga_input: dict[str, Any]
+    remaining_ms: int
+
+
+def _rules(target: _Target) -> list[dict[str, Any]]:
+    rules = list(target.saga_input.get("faults") or [])
     table = os.environ.get("FAULT_TABLE")
-    if table and ctx.input.get("fault_table"):
+    if table and target.saga_input.get("fault_table"):
         item = dynamodb_client().get_item(
-            TableName=table, Key={"pk": {"S": f"rules#{ctx.saga_id}"}}, ConsistentRead=True
+            TableName=table, Key={"pk": {"S": f"rules#{target.saga_id}"}}, ConsistentRead=True
         ).get("Item")
         if item:
             rules.extend(json.loads(item["faults"]["S"]))
@@ -56,16 +67,16 @@ def _rules(ctx: StepContext) -> list[dict[str, Any]]:
         r
         for r in rules
         if isinstance(r, dict)
-        and r.get("step") == ctx.step
-        and r.get("phase", "action") == ctx.phase
+        and r.get("step") == target.step
+        and r.get("phase", "action") == target.phase
     ]
 
 
-def _hits(ctx: StepContext, kind: str) -> int:
+def _hits(target: _Target, kind: str) -> int:
     """Counts this invocation against the rule and returns the count so far."""
     answer = dynamodb_client().update_item(
         TableName=os.environ["FAULT_TABLE"],
-        Key={"pk": {"S": f"hits#{ctx.saga_id}#{ctx.step}#{ctx.phase}#{kind}"}},
+        Key={"pk": {"S": f"hits#{target.saga_id}#{target.step}#{target.phase}#{kind}"}},
         UpdateExpression="ADD hits :one",
         ExpressionAttributeValues={":one": {"N": "1"}},
         ReturnValues="UPDATED_NEW",
@@ -73,35 +84,67 @@ def _hits(ctx: StepContext, kind: str) -> int:
     return int(answer["Attributes"]["hits"]["N"])
 
 
-def _active(ctx: StepContext, stage: tuple[str, ...]) -> dict[str, Any] | None:
-    for rule in _rules(ctx):
+def _active(target: _Target, stage: tuple[str, ...]) -> dict[str, Any] | None:
+    for rule in _rules(target):
         kind = rule.get("kind")
         if kind not in stage:
             continue
         times = rule.get("times")
-        if times is None or _hits(ctx, kind) <= int(times):
+        if times is None or _hits(target, kind) <= int(times):
             return rule
     return None
 
 
-def before_effect(ctx: StepContext) -> None:
-    """Applies a fault meant to strike before the side effect, if one is active."""
-    rule = _active(ctx, BEFORE)
+def injected(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
+    """Wraps a Lambda handler so faults meant to strike before the side effect hit at its entry.
+
+    Striking at the entry, before the saga runtime, is what an unavailable dependency or a
+    broken deployment does: it hits a compensation whether or not there is anything to undo.
+    """
+
+    @functools.wraps(handler)
+    def with_faults(event: dict[str, Any], context: Any) -> Any:
+        target = _target_of(event, context)
+        if target is not None:
+            _strike_before(target)
+        return handler(event, context)
+
+    return with_faults
+
+
+def _target_of(event: Any, context: Any) -> _Target | None:
+    if not isinstance(event, dict) or not isinstance(event.get("state"), dict):
+        return None  # malformed: the runtime rejects it
+    state = event["state"]
+    remaining = context.get_remaining_time_in_millis() if context is not None else 0
+    return _Target(
+        saga_id=str(state.get("saga_id") or event.get("execution_name")),
+        step=str(event.get("step")),
+        phase=str(event.get("phase")),
+        saga_input=state,
+        remaining_ms=remaining,
+    )
+
+
+def _strike_before(target: _Target) -> None:
+    rule = _active(target, BEFORE)
     if rule is None:
         return
     kind = rule["kind"]
+    where = f"{target.step} {target.phase}"
     if kind == "business_error":
-        raise InjectedBusinessError(f"injected business error at {ctx.step} {ctx.phase}")
+        raise InjectedBusinessError(f"injected business error at {where}")
     if kind == "transient_error":
-        raise InjectedTransientError(f"injected transient error at {ctx.step} {ctx.phase}")
+        # Named TransientStepError: this strikes outside the runtime, which would rename it.
+        raise TransientStepError(f"injected transient error at {where}")
     seconds = rule.get("seconds")
     if seconds is None:
-        remaining = ctx.lambda_context.get_remaining_time_in_millis() if ctx.lambda_context else 0
-        seconds = remaining / 1000 + 2
+        seconds = target.remaining_ms / 1000 + 2
     time.sleep(float(seconds))
 
 
 def after_effect(ctx: StepContext) -> None:
     """Applies a fault meant to strike after the side effect, if one is active."""
-    if _active(ctx, AFTER) is not None:
+    target = _Target(ctx.saga_id, ctx.step, ctx.phase, ctx.input, 0)
+    if _active(target, AFTER) is not None:
         raise InjectedCrash(f"injected crash after the effect of {ctx.step} {ctx.phase}")

@@ -22,11 +22,11 @@ def _reservation_key(saga_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"reservation#{saga_id}"}}
 
 
-@saga_step
+@faults.injected
+@saga_step(transactional=True)
 def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
     """Takes the order's quantity out of stock and records the reservation under the saga id."""
     sku, quantity = ctx.input["sku"], int(ctx.input["quantity"])
-    faults.before_effect(ctx)
     try:
         ctx.transact_write(
             [
@@ -60,10 +60,10 @@ def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
     return {"reservation_id": ctx.saga_id, "sku": sku, "quantity": quantity}
 
 
+@faults.injected
 @saga_step
 def release_inventory(ctx: StepContext) -> dict[str, Any]:
     """Puts a reservation's quantity back into stock; nothing to do if there is none."""
-    faults.before_effect(ctx)
     item = dynamodb_client().get_item(
         TableName=_table(), Key=_reservation_key(ctx.saga_id), ConsistentRead=True
     ).get("Item")

@@ -11,10 +11,10 @@ from saga_runtime import StepContext, saga_step
 from saga_runtime.step import dynamodb_client
 
 
+@faults.injected
 @saga_step
 def send_confirmation(ctx: StepContext) -> dict[str, Any]:
     """Records the confirmation sent to the customer. Runs after the pivot: retried, never undone."""
-    faults.before_effect(ctx)
     dynamodb_client().put_item(
         TableName=os.environ["CONFIRMATIONS_TABLE"],
         Item={

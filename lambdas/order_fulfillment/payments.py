@@ -39,11 +39,11 @@ def _move(account: str, delta: str) -> dict[str, Any]:
     }
 
 
-@saga_step
+@faults.injected
+@saga_step(transactional=True)
 def charge_payment(ctx: StepContext) -> dict[str, Any]:
     """Charges the order amount to the customer, once per saga."""
     customer, amount = ctx.input["customer_id"], int(ctx.input["amount_cents"])
-    faults.before_effect(ctx)
     debit = _move(customer, str(-amount))
     debit["Update"]["ConditionExpression"] = "balance >= :amount"
     debit["Update"]["ExpressionAttributeValues"][":amount"] = {"N": str(amount)}
@@ -73,10 +73,10 @@ def charge_payment(ctx: StepContext) -> dict[str, Any]:
     return {"charge_id": ctx.saga_id, "amount_cents": amount}
 
 
+@faults.injected
 @saga_step
 def refund_payment(ctx: StepContext) -> dict[str, Any]:
     """Refunds the saga's charge, if there is one that is not refunded yet."""
-    faults.before_effect(ctx)
     charge = dynamodb_client().get_item(
         TableName=_table(), Key=_charge_key(ctx.saga_id), ConsistentRead=True
     ).get("Item")

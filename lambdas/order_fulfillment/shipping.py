@@ -13,11 +13,11 @@ def _table() -> str:
     return os.environ["SHIPMENTS_TABLE"]
 
 
-@saga_step
+@faults.injected
+@saga_step  # not transactional on purpose: the flagship exercises both barrier modes
 def create_shipment(ctx: StepContext) -> dict[str, Any]:
     """Books the shipment of the reserved goods; the saga's point of no return."""
     reservation = ctx.result_of("reserve_inventory")
-    faults.before_effect(ctx)
     try:
         ctx.transact_write(
             [
@@ -41,10 +41,10 @@ def create_shipment(ctx: StepContext) -> dict[str, Any]:
     return {"shipment_id": ctx.saga_id}
 
 
+@faults.injected
 @saga_step
 def cancel_shipment(ctx: StepContext) -> dict[str, Any]:
     """Cancels the saga's shipment if one was created (only when the pivot itself failed)."""
-    faults.before_effect(ctx)
     try:
         ctx.transact_write(
             [

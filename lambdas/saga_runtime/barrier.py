@@ -74,6 +74,27 @@ class StepBarrier:
             }
         }
 
+    def transactional_entry(self) -> dict[str, Any]:
+        """A ``TransactWriteItems`` entry that records the action as taken, unless the step has
+        been compensated: the barrier written atomically with the action's side effect."""
+        now = int(time.time())
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self.key,
+                "UpdateExpression": (
+                    "SET action_started_at = if_not_exists(action_started_at, :now), "
+                    "expires_at = :ttl ADD action_attempts :one"
+                ),
+                "ConditionExpression": _NOT_COMPENSATED,
+                "ExpressionAttributeValues": {
+                    ":now": {"N": str(now)},
+                    ":ttl": {"N": str(now + BARRIER_TTL_SECONDS)},
+                    ":one": {"N": "1"},
+                },
+            }
+        }
+
     def enter_compensation(self) -> bool:
         """Marks the step compensated (no later action can take effect) and reports whether the
         action ever started, i.e. whether there can be anything to undo."""

@@ -13,11 +13,12 @@ It turns a plain function of a :class:`StepContext` into a Lambda handler that
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -27,6 +28,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
 )
 from botocore.exceptions import (
     BotoCoreError,
@@ -105,7 +110,9 @@ class StepContext:
     results: dict[str, Any]
     barrier: StepBarrier
     lambda_context: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: How the action's barrier is written: ``False`` by a request before the handler runs,
+    #: ``True`` inside :meth:`transact_write`, ``None`` not at all (no compensation exists).
+    barrier_in_transaction: bool | None = False
 
     def result_of(self, step: str) -> dict[str, Any]:
         """The result an earlier step's action returned (empty if it has none yet)."""
@@ -122,7 +129,9 @@ class StepContext:
             TransactionConditionFailed: a condition on one of ``items`` failed.
         """
         guarded = list(items)
-        if self.phase == "action":
+        if self.phase == "action" and self.barrier_in_transaction is True:
+            guarded.append(self.barrier.transactional_entry())
+        elif self.phase == "action" and self.barrier_in_transaction is False:
             guarded.append(self.barrier.condition_check())
         try:
             dynamodb_client().transact_write_items(TransactItems=guarded)
@@ -131,7 +140,7 @@ class StepContext:
                 raise
             reasons = error.response.get("CancellationReasons") or []
             codes = [r.get("Code") for r in reasons]
-            if self.phase == "action" and len(codes) == len(guarded) and (
+            if len(guarded) > len(items) and len(codes) == len(guarded) and (
                 codes[-1] == "ConditionalCheckFailed"
             ):
                 raise LateActionRefused(
@@ -147,65 +156,94 @@ class StepContext:
 StepHandler = Callable[[StepContext], "dict[str, Any] | None"]
 
 
-@dataclass
-class _Idempotency:
-    config: IdempotencyConfig
-    persistence: DynamoDBPersistenceLayer
+#: Largest action result kept in the execution state; Step Functions caps the whole state at
+#: 256 KiB, and a step's result travels with every later step.
+MAX_RESULT_BYTES = 32 * 1024
 
 
-def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+class ResultTooLarge(StepError):
+    """The action's result is too large to keep in the execution state (compensated)."""
+
+
+def saga_step(
+    handler: StepHandler | None = None, *, transactional: bool = False
+) -> Any:
     """Wraps a step function into an idempotent, barrier-guarded, observable Lambda handler.
 
     The wrapped function receives a :class:`StepContext` and returns a JSON-serialisable dict
     (or ``None``), which Step Functions stores under ``$.results.<step>`` (actions) or
-    ``$.compensations.<step>`` (compensations). For a compensation whose action never started,
-    the function is not called at all: the runtime records that nothing was undone.
+    ``$.compensations.<step>`` (compensations). For a compensation whose action never took
+    effect, the function is not called at all: the runtime records that nothing was undone.
 
     Raise :class:`BusinessError` for a definitive failure (compensate now) and
     :class:`TransientStepError` for one worth retrying.
 
+    Args:
+        transactional: The handler promises that every side effect of its action goes through
+            :meth:`StepContext.transact_write`. The barrier is then written inside that very
+            transaction instead of by a separate request before it: one DynamoDB round trip
+            less, and "the action took effect" becomes exact. Leave it off for participants
+            that are not DynamoDB.
+
     Example::
 
-        @saga_step
+        @saga_step(transactional=True)
         def charge_payment(ctx: StepContext) -> dict:
-            ...
-            return {"charge_id": charge_id}
+            ctx.transact_write([...])
+            return {"charge_id": ctx.saga_id}
     """
-    lock = threading.Lock()
-    state: dict[str, _Idempotency] = {}
+    if handler is None:
+        return functools.partial(saga_step, transactional=transactional)
+    return _wrap(handler, transactional)
 
-    def idempotency() -> _Idempotency:
+
+def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any], Any], Any]:
+    lock = threading.Lock()
+    persistence: dict[str, DynamoDBPersistenceLayer] = {}
+
+    def persistence_layer() -> DynamoDBPersistenceLayer:
         # Built on first use, not at import: the table name comes from the function's environment.
         with lock:
-            if "value" not in state:
-                config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
-                persistence = DynamoDBPersistenceLayer(
+            if "layer" not in persistence:
+                persistence["layer"] = DynamoDBPersistenceLayer(
                     table_name=os.environ["SAGA_IDEMPOTENCY_TABLE"],
                     boto3_client=dynamodb_client(),
                 )
-                state["value"] = _Idempotency(config, persistence)
-            return state["value"]
+            return persistence["layer"]
 
     def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
         if ctx.phase == "action":
-            ctx.barrier.enter_action()
-            return handler(ctx) or {}
+            if ctx.barrier_in_transaction is False:
+                ctx.barrier.enter_action()
+            result = handler(ctx) or {}
+            size = len(json.dumps(result, default=str))
+            if size > MAX_RESULT_BYTES:
+                raise ResultTooLarge(
+                    f"{ctx.step} returned {size} bytes; keep results under {MAX_RESULT_BYTES} "
+                    "(ids and amounts, not documents)"
+                )
+            return result
         if not ctx.barrier.enter_compensation():
             # The result is the record: Powertools stores it with the idempotency key, and Step
             # Functions under $.compensations.<step>.
-            logger.info("action never started; nothing to undo")
-            return {"undone": False, "reason": "action never started"}
+            logger.info("action never took effect; nothing to undo")
+            return {"undone": False, "reason": "action never took effect"}
         result = handler(ctx) or {}
         return {"undone": True, **result}
 
-    # Powertools keys records on the function's module and qualified name: name them after the
-    # user's handler so the keys in the table say which step they belong to.
-    run_once.__module__ = handler.__module__
-    run_once.__qualname__ = handler.__qualname__
-
     @functools.wraps(handler)
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        ctx = _context_from_event(event, context)
+        try:
+            ctx = _context_from_event(event, context)
+        except SagaIdMismatch as error:
+            if isinstance(event, dict) and event.get("phase") == "compensation":
+                # The action was refused for the same reason before doing anything.
+                return {"undone": False, "reason": str(error)}
+            raise
+        if ctx.phase == "action" and os.environ.get("SAGA_HAS_COMPENSATION") == "false":
+            ctx.barrier_in_transaction = None  # nothing will ever compensate this step
+        elif ctx.phase == "action" and transactional:
+            ctx.barrier_in_transaction = True
         logger.thread_safe_append_keys(
             correlation_id=ctx.saga_id,
             saga_type=ctx.saga_type,
@@ -222,12 +260,16 @@ def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str,
         started = time.perf_counter()
         outcome = "Crashed"
         try:
-            tools = idempotency()
-            tools.config.register_lambda_context(context)
+            # A config per invocation: it carries this invocation's Lambda context, which sets
+            # when an in-progress record expires.
+            config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
+            config.register_lambda_context(context)
             guarded = idempotent_function(
                 data_keyword_argument="key",
-                config=tools.config,
-                persistence_store=tools.persistence,
+                config=config,
+                persistence_store=persistence_layer(),
+                # Not the function name: keys must survive a deploy that replaces the function.
+                key_prefix=f"{ctx.saga_type}.{ctx.step}.{ctx.phase}",
             )(run_once)
             result = guarded(key=_idempotency_key(ctx), ctx=ctx)
             outcome = "Succeeded"
@@ -237,6 +279,16 @@ def saga_step(handler: StepHandler) -> Callable[[dict[str, Any], Any], dict[str,
             outcome = "BusinessError"
             logger.warning(f"{ctx.phase} failed: {error}", extra={"error": type(error).__name__})
             raise
+        except IdempotencyAlreadyInProgressError:
+            # The same step of the same saga is running right now (a retry that overtook a slow
+            # attempt): wait and retry, never compensate for it.
+            outcome = "InProgress"
+            logger.warning(f"{ctx.phase} already in progress; will be retried")
+            raise TransientStepError(f"{ctx.step} {ctx.phase} already in progress") from None
+        except IdempotencyPersistenceLayerError as error:
+            outcome = "TransientError"
+            logger.warning(f"idempotency store unavailable; will be retried: {error}")
+            raise TransientStepError(f"idempotency store unavailable: {error}") from None
         except TransientStepError as error:
             outcome = "TransientError"
             logger.warning(f"{ctx.phase} will be retried: {error}")
@@ -304,6 +356,10 @@ def _idempotency_key(ctx: StepContext) -> dict[str, str]:
     }
 
 
+class SagaIdMismatch(MalformedStepEvent):
+    """The input's saga_id is not the execution's name."""
+
+
 def _context_from_event(event: Any, lambda_context: Any) -> StepContext:
     """Reads the event the state machine sends (see ``stacks/saga/construct.py``)."""
     if not isinstance(event, dict):
@@ -321,9 +377,20 @@ def _context_from_event(event: Any, lambda_context: Any) -> StepContext:
     state = event["state"]
     if not isinstance(state, dict):
         raise MalformedStepEvent("the saga state must be a JSON object")
-    saga_id = state.get("saga_id") or event["execution_name"]
-    if not isinstance(saga_id, str) or not 0 < len(saga_id) <= 128:
-        raise MalformedStepEvent("saga_id must be a string of 1 to 128 characters")
+    execution_name = event["execution_name"]
+    saga_id = state.get("saga_id") or execution_name
+    if saga_id != execution_name:
+        # Execution names are unique per state machine, so binding the saga id to the name
+        # means two executions can never act (or compensate) for the same saga.
+        raise SagaIdMismatch(
+            f"saga_id {saga_id!r} differs from the execution name {execution_name!r}; start the "
+            "execution with name=<saga id> (or leave saga_id out of the input)"
+        )
+    if not isinstance(saga_id, str) or not 0 < len(saga_id) <= 80:
+        raise MalformedStepEvent("saga_id must be a string of 1 to 80 characters")
+    for key in ("results", "compensations"):
+        if key in state and not isinstance(state[key], dict):
+            raise MalformedStepEvent(f"the saga input must not set {key!r}: the saga owns that key")
     saga_type = event["saga_type"]
     return StepContext(
         saga_type=saga_type,

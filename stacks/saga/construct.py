@@ -225,7 +225,13 @@ class Saga(Construct):
             timeout=Duration.seconds(step.effective_lambda_timeout),
             memory_size=step.memory_size,
             layers=[self.powertools_layer],
-            environment={**self._environment, "SAGA_STEP": step.name, "SAGA_PHASE": phase},
+            environment={
+                **self._environment,
+                "SAGA_STEP": step.name,
+                "SAGA_PHASE": phase,
+                # Without a compensation the action needs no late-action barrier.
+                "SAGA_HAS_COMPENSATION": "true" if step.compensation else "false",
+            },
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
             description=f"Saga {self.definition.name}: {phase} of step {step.name}",
