@@ -126,5 +126,7 @@ def _status(described: dict[str, Any]) -> str:
     if status == "RUNNING":
         return "running"
     if status == "FAILED":
-        return STATUS_BY_ERROR.get(described.get("error") or "", "failed")
+        # "SagaCompensated.<step>" and "ForwardRecoveryFailed.<step>" name the failed step.
+        error = (described.get("error") or "").split(".", 1)[0]
+        return STATUS_BY_ERROR.get(error, "failed")
     return status.lower()

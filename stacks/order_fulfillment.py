@@ -83,6 +83,7 @@ class OrderFulfillmentStack(Stack):
             "OrderFulfillment",
             definition=ORDER_FULFILLMENT,
             code=lambda_code(),
+            handlers_dir=LAMBDAS_DIR,
             environment={name: table.table_name for name, table in self.tables.items()},
         )
         grants = {

@@ -37,7 +37,26 @@ def cloud(assembly_dir: Path) -> Iterator[Any]:
     from local_cloud import LocalCloud
 
     with LocalCloud(assembly_dir, ORDER_STACK_NAME) as running:
+        _warm_up(running)
         yield running
+
+
+def _warm_up(cloud: Any) -> None:
+    """One saga through every handler before the tests: imports, first boto3 clients and the
+    ASL parser are paid once here, not inside the first test's task timeouts."""
+    from cli.executions import start_saga, wait_for_execution
+    from cli.order_demo import OrderParticipants, OrderTables, order_input
+
+    participants = OrderParticipants(cloud.client("dynamodb"),
+                                     OrderTables.from_outputs(cloud.outputs))
+    participants.seed_stock(10, sku="sku-warm-up")
+    participants.open_account("customer-warm-up", 100_000)
+    sfn = cloud.client("stepfunctions")
+    for faults in ([], [{"step": "create_shipment", "kind": "business_error"}]):
+        _, arn = start_saga(sfn, cloud.outputs["StateMachineArn"],
+                            order_input(faults=faults, sku="sku-warm-up",
+                                        customer="customer-warm-up"))
+        wait_for_execution(sfn, arn, timeout=60)
 
 
 @pytest.fixture(scope="session")

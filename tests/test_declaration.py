@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
@@ -108,3 +112,90 @@ def test_bad_declaration_fails_cdk_synthesis() -> None:
     with pytest.raises(SagaDeclarationError, match="step 'book_car'"):
         Saga(stack, "Trip", definition=declare(step("book_car", compensation=None)),
              code=lambda_.Code.from_inline("def handler(e, c): return e"))
+
+
+def test_kind_may_be_a_string_and_a_bad_kind_is_refused() -> None:
+    saga = declare(step("book_flight", kind="pivot"), step("mail", kind="retriable",
+                                                            compensation=None))
+    assert saga.pivot_index == 0
+    assert saga.steps[1].kind is StepKind.RETRIABLE
+    with pytest.raises(SagaDeclarationError, match="kind 'banana' is not one of"):
+        step("book_flight", kind="banana")
+    assert_rejected(step("a", kind="pivot"), step("b", kind="pivot"), mentions=["all pivots"])
+
+
+def test_pivot_without_compensation() -> None:
+    assert_rejected(step("book_car", kind=StepKind.PIVOT, compensation=None),
+                    mentions=["step 'book_car'", "the pivot has no compensation"])
+
+
+def test_non_transient_errors_in_an_action_retry() -> None:
+    assert_rejected(step("book_flight", retry=RetryPolicy(transient_errors=("States.ALL",))),
+                    mentions=["step 'book_flight'", "States.ALL", "list only transient errors"])
+    assert_rejected(step("book_flight", retry=RetryPolicy(transient_errors=("States.Timeout",))),
+                    mentions=["States.Timeout"])
+
+
+def test_transient_step_error_is_always_retried() -> None:
+    policy = RetryPolicy(transient_errors=("AirlineBusy",))
+    assert {"AirlineBusy", "TransientStepError", "Lambda.TooManyRequestsException"} <= set(
+        policy.retried_errors)
+
+
+def test_lambda_limits_and_compensation_retries() -> None:
+    assert_rejected(step("book_flight", timeout_seconds=1000, budget_seconds=100_000),
+                    mentions=["over Lambda's maximum of 900s"])
+    assert_rejected(step("book_flight", memory_size=64), mentions=["memory_size=64"])
+    assert_rejected(step("book_flight", compensation_retry=RetryPolicy(max_attempts=0)),
+                    mentions=["compensation_retry.max_attempts must be at least 1"])
+
+
+def test_names_that_collide_once_generated() -> None:
+    assert_rejected(step("step_1"), step("step1"),
+                    mentions=["collides with step 'step_1'", "Step1"])
+    assert_rejected(step("a"), step("a_failed"), mentions=["collides with step 'a'"])
+
+
+def test_handlers_must_exist_in_the_code_directory(tmp_path: Path) -> None:
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "book_flight.py").write_text("def do(ctx):\n    return {}\n")
+    app = App()
+    stack = Stack(app, "Missing")
+    with pytest.raises(SagaDeclarationError) as caught:
+        Saga(stack, "Trip", definition=declare(step("book_flight")), handlers_dir=tmp_path,
+             code=lambda_.Code.from_asset(str(tmp_path)))
+    message = str(caught.value)
+    assert "handler 'shop.book_flight.undo': book_flight.py defines no 'undo'" in message
+    assert "'shop.book_flight.do'" not in message
+
+
+def test_retriable_steps_are_retried_for_hours_by_default() -> None:
+    mail = step("mail", kind=StepKind.RETRIABLE, compensation=None)
+    assert mail.effective_retry.max_attempts >= 100
+    assert mail.effective_retry.worst_case_seconds(mail.timeout_seconds) > 3600
+    assert mail.effective_budget == 6 * 3600
+
+
+BAD_APP = """
+import os, sys
+sys.path.insert(0, {root!r})
+os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+from aws_cdk import App, Stack
+from aws_cdk import aws_lambda as lambda_
+from stacks.saga import Saga, SagaDefinition, Step
+app = App()
+Saga(Stack(app, "Bad"), "Trip", code=lambda_.Code.from_inline("x"), definition=SagaDefinition(
+    name="trip_booking", steps=[Step("book_car", action="trip.cars.book")]))
+app.synth()
+"""
+
+
+def test_cdk_synth_of_an_app_with_a_bad_declaration_fails_with_the_message(tmp_path: Path) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    app = tmp_path / "app.py"
+    app.write_text(BAD_APP.format(root=root))
+    run = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, check=False,
+                         cwd=tmp_path)
+    assert run.returncode != 0
+    assert "SagaDeclarationError: saga 'trip_booking' is not valid" in run.stderr
+    assert "step 'book_car': compensatable step has no compensation" in run.stderr

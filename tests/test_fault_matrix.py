@@ -69,6 +69,23 @@ def _cells() -> list[Cell]:
     return [Cell(step, kind) for step in STEPS for kind in KINDS]
 
 
+def _barrier(cloud: Any, saga_id: str, step: str) -> dict[str, Any]:
+    item = cloud.client("dynamodb").get_item(
+        TableName=cloud.outputs["BarrierTableName"], ConsistentRead=True,
+        Key={"saga": {"S": f"order_fulfillment#{saga_id}"}, "step": {"S": step}}).get("Item", {})
+    return item
+
+
+@pytest.fixture(scope="module")
+def late_refusals(cloud: Any, matrix: dict[tuple[str, str], Cell],
+                  saga_functions: dict[tuple[str, str], str]) -> dict[str, int]:
+    """LateActionRefused outcomes per step's action function while the matrix ran."""
+    window = matrix[("books", "before")].saga_id  # the journal length before the matrix
+    records = cloud.invocations[int(window):]
+    return {step: sum(1 for r in records if r.function_name == saga_functions[(step, "action")]
+                      and r.error_type == "LateActionRefused") for step in STEPS}
+
+
 @pytest.fixture(scope="module")
 def matrix(cloud: Any) -> dict[tuple[str, str], Cell]:
     sfn, dynamodb = cloud.client("stepfunctions"), cloud.client("dynamodb")
@@ -76,6 +93,7 @@ def matrix(cloud: Any) -> dict[tuple[str, str], Cell]:
     participants.seed_stock(STOCK, sku=SKU_MATRIX)
     participants.open_account(CUSTOMER_MATRIX, BALANCE)
     before = participants.books()
+    journal_start = len(cloud.invocations)
     machine = cloud.outputs["StateMachineArn"]
     cells = {(c.step, c.kind): c for c in _cells()}
     happy = Cell("none", "happy")
@@ -92,7 +110,8 @@ def matrix(cloud: Any) -> dict[tuple[str, str], Cell]:
     for cell in [*cells.values(), happy]:
         cell.effects = participants.saga_effects(cell.saga_id)
     cells[("none", "happy")] = happy
-    cells[("books", "before")] = Cell("books", "before", effects=before)
+    cells[("books", "before")] = Cell("books", "before", saga_id=str(journal_start),
+                                      effects=before)
     return cells
 
 
@@ -107,7 +126,8 @@ def test_happy_path_completes_every_step(matrix: dict[tuple[str, str], Cell]) ->
 
 
 @pytest.mark.parametrize(("step", "kind"), [(c.step, c.kind) for c in _cells()])
-def test_fault_cell(matrix: dict[tuple[str, str], Cell], step: str, kind: str) -> None:
+def test_fault_cell(cloud: Any, matrix: dict[tuple[str, str], Cell],
+                    late_refusals: dict[str, int], step: str, kind: str) -> None:
     cell = matrix[(step, kind)]
     result, effects = cell.outcome, cell.effects
     assert result is not None and effects is not None
@@ -121,7 +141,7 @@ def test_fault_cell(matrix: dict[tuple[str, str], Cell], step: str, kind: str) -
         return
 
     if result.status == "failed":  # past the pivot: forward only, nothing undone
-        assert result.error == "ForwardRecoveryFailed"
+        assert result.error == f"ForwardRecoveryFailed.{step}"
         assert result.steps_run == STEPS
         assert result.compensations_run == []
         assert result.cause["step"] == step
@@ -130,7 +150,7 @@ def test_fault_cell(matrix: dict[tuple[str, str], Cell], step: str, kind: str) -
         return
 
     # Compensated: the failed step and every step before it, in strict reverse order, once each.
-    assert result.error == "SagaCompensated"
+    assert result.error == f"SagaCompensated.{step}"
     assert result.cause["step"] == step
     assert result.cause["error"]
     assert result.steps_run == STEPS[: cell.index + 1]
@@ -140,13 +160,18 @@ def test_fault_cell(matrix: dict[tuple[str, str], Cell], step: str, kind: str) -
     assert effects["net_charge_cents"] == 0
     assert effects["shipment"] in (None, "cancelled")
     assert effects["confirmed"] is False
+    barrier = _barrier(cloud, cell.saga_id, step)
+    assert "compensated_at" in barrier  # no later action of this step can take effect
     if kind == "crash_after_effect":
-        # The effect did happen and was undone, not merely never applied.
+        # The effect did happen (the barrier recorded it with the effect) and was undone.
+        assert "action_started_at" in barrier
         undone = {"reserve_inventory": ("reserved", 0), "charge_payment": ("charge", "refunded"),
                   "create_shipment": ("shipment", "cancelled")}[step]
         assert effects[undone[0]] == undone[1]
     if kind == "timeout":
-        # The slow action finished after its compensation and was refused: no effect at all.
+        # The slow action ran after its compensation and was refused: no effect at all.
+        assert late_refusals[step] == 1
+        assert "action_started_at" not in barrier
         never = {"reserve_inventory": ("reserved", 0), "charge_payment": ("charge", None),
                  "create_shipment": ("shipment", None)}[step]
         assert effects[never[0]] == never[1]

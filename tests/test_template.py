@@ -96,7 +96,7 @@ def test_failure_compensates_in_strict_reverse_order(
     walked, terminal = _compensation_walk(asl, failed_step)
     assert walked == compensations
     assert asl["States"][terminal] == {
-        "Type": "Fail", "Error": "SagaCompensated",
+        "Type": "Fail", "ErrorPath": "States.Format('SagaCompensated.{}', $.failure.step)",
         "CausePath": "States.JsonToString($.failure)",
     }
     recorded = asl["States"][f"{failed_step}_failed"]
@@ -107,7 +107,8 @@ def test_failure_compensates_in_strict_reverse_order(
 def test_steps_after_the_pivot_are_never_compensated(asl: dict[str, Any]) -> None:
     states = asl["States"]
     assert "compensate_send_confirmation" not in states
-    assert states[states["send_confirmation_failed"]["Next"]]["Error"] == "ForwardRecoveryFailed"
+    assert states[states["send_confirmation_failed"]["Next"]]["ErrorPath"] == (
+        "States.Format('ForwardRecoveryFailed.{}', $.failure.step)")
 
 
 def test_failed_compensation_ends_in_compensation_failed_with_pending(asl: dict[str, Any]) -> None:
@@ -158,8 +159,9 @@ def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
         layer = json.dumps(props["Layers"])
         assert "AWSLambdaPowertoolsPythonV3" in layer and "017000801446" in layer
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert props["Timeout"] < max(s.timeout_seconds for s in ORDER_FULFILLMENT.steps)
         env = props["Environment"]["Variables"]
+        step = ORDER_FULFILLMENT.step(env["SAGA_STEP"])
+        assert props["Timeout"] == step.effective_lambda_timeout < step.timeout_seconds
         assert {"SAGA_IDEMPOTENCY_TABLE", "SAGA_BARRIER_TABLE", "SAGA_STEP", "SAGA_PHASE"} <= set(env)
 
 

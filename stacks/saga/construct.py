@@ -21,6 +21,7 @@ barrier table that refuses actions arriving after their compensation.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from aws_cdk import (
     Acknowledgment,
@@ -37,7 +38,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.saga.declaration import RetryPolicy, SagaDefinition, Step, StepKind
+from stacks.saga.declaration import (
+    RetryPolicy,
+    SagaDeclarationError,
+    SagaDefinition,
+    Step,
+    StepKind,
+    missing_handlers,
+)
 from stacks.saga.parking import CompensationParking
 from stacks.saga.store import SagaStore
 from stacks.saga.tables import durable_table
@@ -75,6 +83,8 @@ class Saga(Construct):
             moves it to the dead-letter queue.
         alarm_topic: SNS topic notified when a parked compensation reaches the DLQ or the
             compensation queue stops draining (optional).
+        handlers_dir: The directory ``code`` was built from; when given, every handler the
+            declaration names must exist there, or synthesis fails naming the step.
     """
 
     def __init__(
@@ -88,8 +98,14 @@ class Saga(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         max_receive_count: int = 3,
         alarm_topic: sns.ITopic | None = None,
+        handlers_dir: Path | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        if handlers_dir is not None:
+            problems = missing_handlers(definition, Path(handlers_dir))
+            if problems:
+                listing = "\n".join(f"  - {p}" for p in problems)
+                raise SagaDeclarationError(f"saga '{definition.name}' is not valid:\n{listing}")
         self.lambda_runtime = LAMBDA_RUNTIME
         self.definition = definition
         self.idempotency_table = durable_table(
@@ -281,18 +297,22 @@ class Saga(Construct):
 
     def _definition(self) -> sfn.IChainable:
         steps = list(self.definition.steps)
+        # The error names the outcome and the step that failed ("SagaCompensated.charge_payment");
+        # the cause carries the original error and cause.
         compensated = sfn.Fail(
             self,
             "SagaCompensated",
             state_name="SagaCompensated",
-            error="SagaCompensated",
+            error_path=sfn.JsonPath.format(
+                "SagaCompensated.{}", sfn.JsonPath.string_at("$.failure.step")),
             cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
         )
         forward_failed = sfn.Fail(
             self,
             "ForwardRecoveryFailed",
             state_name="ForwardRecoveryFailed",
-            error="ForwardRecoveryFailed",
+            error_path=sfn.JsonPath.format(
+                "ForwardRecoveryFailed.{}", sfn.JsonPath.string_at("$.failure.step")),
             cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
         )
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 #: The errors Lambda itself raises when the service, not the handler, failed or throttled.
 #: They are always transient, whatever the step declares.
@@ -103,7 +104,10 @@ class RetryPolicy:
         """Every error name Step Functions retries: the declared ones plus Lambda service errors."""
         if "States.ALL" in self.transient_errors:
             return ["States.ALL"]  # it already covers everything, and must stand alone
-        return list(dict.fromkeys([*self.transient_errors, *LAMBDA_SERVICE_ERRORS]))
+        # The runtime reports every transient failure as TransientStepError (subclasses and
+        # throttled AWS calls included), so it is always retried.
+        return list(dict.fromkeys([*self.transient_errors, *DEFAULT_TRANSIENT_ERRORS,
+                                   *LAMBDA_SERVICE_ERRORS]))
 
 
 #: Compensations must finish, so by default they retry every error, for longer.
@@ -113,8 +117,14 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
 
 #: Steps after the pivot are retried until they succeed, whatever the error.
 DEFAULT_FORWARD_RETRY = RetryPolicy(
-    transient_errors=("States.ALL",), max_attempts=10, interval_seconds=1, max_delay_seconds=20
+    transient_errors=("States.ALL",), max_attempts=100, interval_seconds=1, max_delay_seconds=60
 )
+
+#: Default budget of a step after the pivot: it must eventually succeed, so it may take long.
+DEFAULT_FORWARD_BUDGET_SECONDS = 6 * 3600
+#: Lambda's own limits.
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+LAMBDA_MEMORY_RANGE = (128, 10240)
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,8 @@ class Step:
         retry: Retry policy of the action.
         compensation_retry: Retry policy of the compensation.
         budget_seconds: Longest time the step may take, all attempts and delays included; the
-            retry policies' worst case must fit in it. Defaults to five minutes.
+            retry policies' worst case must fit in it. Defaults to five minutes, six hours for
+            retriable steps (they must eventually succeed).
         memory_size: Memory of the step's Lambda functions, in MiB.
     """
 
@@ -150,8 +161,27 @@ class Step:
     lambda_timeout_seconds: int | None = None
     retry: RetryPolicy | None = None
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
-    budget_seconds: int = DEFAULT_STEP_BUDGET_SECONDS
+    budget_seconds: int | None = None
     memory_size: int = 256
+
+    def __post_init__(self) -> None:
+        # Accept "pivot" as well as StepKind.PIVOT; anything else fails at synth, not silently.
+        try:
+            object.__setattr__(self, "kind", StepKind(self.kind))
+        except ValueError:
+            raise SagaDeclarationError(
+                f"step '{self.name}': kind {self.kind!r} is not one of "
+                f"{', '.join(k.value for k in StepKind)}"
+            ) from None
+
+    @property
+    def effective_budget(self) -> int:
+        """The step's budget in seconds: explicit, or the default for its kind."""
+        if self.budget_seconds is not None:
+            return self.budget_seconds
+        if self.kind is StepKind.RETRIABLE:
+            return DEFAULT_FORWARD_BUDGET_SECONDS
+        return DEFAULT_STEP_BUDGET_SECONDS
 
     @property
     def effective_lambda_timeout(self) -> int:
@@ -274,6 +304,11 @@ def _problems(saga: SagaDefinition) -> list[str]:
                     f"{where}: compensatable step after the retriable step "
                     f"'{saga.steps[first_retriable].name}'; retriable steps must come last"
                 )
+        elif step.kind is StepKind.PIVOT and not step.compensation:
+            problems.append(
+                f"{where}: the pivot has no compensation; add compensation='...' (it runs only "
+                "if the pivot itself fails or times out, when its effect may already exist)"
+            )
         elif step.kind is StepKind.RETRIABLE:
             if step.compensation:
                 problems.append(
@@ -287,6 +322,52 @@ def _problems(saga: SagaDefinition) -> list[str]:
                 )
 
         problems.extend(_timing_problems(where, step))
+        problems.extend(_limit_problems(where, step))
+    problems.extend(_name_collisions(saga))
+    return problems
+
+
+def _limit_problems(where: str, step: Step) -> list[str]:
+    problems: list[str] = []
+    if step.effective_lambda_timeout > LAMBDA_MAX_TIMEOUT_SECONDS:
+        problems.append(
+            f"{where}: Lambda timeout {step.effective_lambda_timeout}s is over Lambda's maximum of "
+            f"{LAMBDA_MAX_TIMEOUT_SECONDS}s; split the step or lower timeout_seconds"
+        )
+    low, high = LAMBDA_MEMORY_RANGE
+    if not low <= step.memory_size <= high:
+        problems.append(f"{where}: memory_size={step.memory_size}; use {low} to {high} MiB")
+    if step.kind is not StepKind.RETRIABLE:
+        catch_all = {"States.ALL", "States.Timeout", "States.TaskFailed", "BusinessError"}
+        listed = sorted(catch_all & set(step.effective_retry.transient_errors))
+        if listed:
+            problems.append(
+                f"{where}: action retry lists {', '.join(listed)}, which are not transient; an "
+                "action before the pivot must compensate on them, so list only transient errors"
+            )
+    if step.compensation and step.compensation_retry.max_attempts < 1:
+        problems.append(
+            f"{where}: compensation_retry.max_attempts must be at least 1: compensations are "
+            "retried before they are parked"
+        )
+    return problems
+
+
+def _name_collisions(saga: SagaDefinition) -> list[str]:
+    """State names and construct ids derived from step names must not collide."""
+    problems: list[str] = []
+    owners: dict[str, str] = {}
+    for step in saga.steps:
+        derived = [step.name, f"{step.name}_failed", f"compensate_{step.name}",
+                   f"compensate_{step.name}_failed",
+                   "pascal:" + "".join(p.capitalize() for p in step.name.split("_"))]
+        for name in derived:
+            other = owners.setdefault(name, step.name)
+            if other != step.name:
+                problems.append(
+                    f"step '{step.name}': its name collides with step '{other}' in the generated "
+                    f"state names or construct ids ({name.removeprefix('pascal:')}); rename one"
+                )
     return problems
 
 
@@ -311,12 +392,12 @@ def _timing_problems(where: str, step: Step) -> list[str]:
     for role, policy in policies:
         problems.extend(_retry_problems(where, role, policy))
         worst = policy.worst_case_seconds(step.timeout_seconds)
-        if worst > step.budget_seconds:
+        if worst > step.effective_budget:
             problems.append(
                 f"{where}: {role} retry worst case is {worst:.0f}s "
                 f"({policy.max_attempts + 1} attempts x {step.timeout_seconds}s + "
                 f"{sum(policy.delays()):.0f}s of backoff), over the step budget of "
-                f"{step.budget_seconds}s; lower max_attempts, max_delay_seconds or timeout_seconds, "
+                f"{step.effective_budget}s; lower max_attempts, max_delay_seconds or timeout_seconds, "
                 "or raise budget_seconds"
             )
     return problems
@@ -340,4 +421,32 @@ def _retry_problems(where: str, role: str, policy: RetryPolicy) -> list[str]:
                 f"{where}: {role} transient error '{name}' is not an error name; use the class "
                 "name your handler raises, e.g. 'TransientStepError'"
             )
+    return problems
+
+
+def missing_handlers(saga: SagaDefinition, code_dir: Path) -> list[str]:
+    """Handlers the declaration names that ``code_dir`` does not define, each with the fix.
+
+    A text check (the handler modules are not imported at synth: they need the Lambda
+    environment), enough to catch a typo before it becomes a CompensationFailed in production.
+    """
+    problems: list[str] = []
+    for step in saga.steps:
+        for role, handler in (("action", step.action), ("compensation", step.compensation)):
+            if not handler:
+                continue
+            module, _, function = handler.rpartition(".")
+            path = code_dir.joinpath(*module.split(".")).with_suffix(".py")
+            if not path.is_file():
+                problems.append(
+                    f"step '{step.name}': {role} handler '{handler}': no module {path}; fix the "
+                    "path or add the module"
+                )
+                continue
+            source = path.read_text(encoding="utf-8")
+            if not re.search(rf"^(def {function}\(|{function}\s*=)", source, re.MULTILINE):
+                problems.append(
+                    f"step '{step.name}': {role} handler '{handler}': {path.name} defines no "
+                    f"'{function}'"
+                )
     return problems
