@@ -35,6 +35,7 @@ from local_cloud.moto_patches import (
     item_level_transaction_backups,
     quiet_interpreter_logs,
     recording_resource_failures,
+    reused_task_clients,
     serialized_dynamodb,
     state_machines_in_executing_backend,
 )
@@ -124,6 +125,7 @@ class _SharedMoto:
             stack.enter_context(serialized_dynamodb())
             stack.enter_context(item_level_transaction_backups())
             stack.enter_context(no_inline_sqs_delivery())
+            stack.enter_context(reused_task_clients())
             stack.enter_context(message_move_tasks())
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,4 +210,37 @@ def item_level_transaction_backups() -> Iterator[None]:
     with patched(dynamodb_models, "copy", shim), patched(
         dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items
     ):
+        yield
+
+
+@contextmanager
+def reused_task_clients() -> Iterator[None]:
+    """Lets Step Functions tasks share boto3 clients instead of building one per task.
+
+    moto's interpreter creates a fresh boto3 client for every Lambda, SQS or DynamoDB task, which
+    costs more than the task itself in-process. boto3 clients are thread-safe, and moto's are all
+    alike (fixed fake credentials), so one per (region, service) serves every execution.
+    """
+    import sys
+
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    original = boto_client_module.boto_client_for
+    cache: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service)
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service,
+                                      state_credentials=state_credentials)
+            return cache[key]
+
+    with ExitStack() as stack:
+        for name, module in list(sys.modules.items()):
+            if name.startswith("moto.stepfunctions.parser") and getattr(
+                module, "boto_client_for", None
+            ) is original:
+                stack.enter_context(patched(module, "boto_client_for", boto_client_for))
         yield
