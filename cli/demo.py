@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.executions import SagaOutcome, outcome, start_saga, wait_for_execution
+from cli.dlq import list_parked, redrive
+from cli.executions import SagaOutcome, outcome, start_saga, stored_status, wait_for_execution
 from cli.order_demo import (
     CUSTOMER,
     MERCHANT,
@@ -38,6 +39,8 @@ class Scenario:
     expected_status: str
     faults: list[dict[str, Any]] = field(default_factory=list)
     customer: str = CUSTOMER
+    #: Fault rules put in the fault table until an operator "fixes the cause" and redrives.
+    until_fixed: list[dict[str, Any]] = field(default_factory=list)
 
 
 SCENARIOS: list[Scenario] = [
@@ -51,6 +54,10 @@ SCENARIOS: list[Scenario] = [
              [{"step": "create_shipment", "kind": "crash_after_effect"}]),
     Scenario("send_confirmation: transient error x2, retried", "completed",
              [{"step": "send_confirmation", "kind": "transient_error", "times": 2}]),
+    Scenario("refund keeps failing: parked, DLQ, fixed, redriven", "compensated",
+             [{"step": "create_shipment", "kind": "business_error"}],
+             until_fixed=[{"step": "charge_payment", "phase": "compensation",
+                           "kind": "transient_error"}]),
 ]
 
 
@@ -61,16 +68,28 @@ class DemoRun:
     scenario: Scenario
     outcome: SagaOutcome
     effects: dict[str, Any]
+    #: For a parked saga: what happened after the execution ended, in order.
+    afterwards: list[str] = field(default_factory=list)
+    #: The saga store's status once everything settled (``None``: never written).
+    stored_status: str | None = None
+
+    @property
+    def final_status(self) -> str:
+        """The execution's status, or the store's for a saga finished by the redrive Lambda."""
+        if self.outcome.status == "compensation_failed" and self.stored_status:
+            return self.stored_status
+        return self.outcome.status
 
     @property
     def as_expected(self) -> bool:
         """Whether the saga ended the way the scenario says it must."""
-        return self.outcome.status == self.scenario.expected_status
+        return self.final_status == self.scenario.expected_status
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``--json``."""
         return {"scenario": self.scenario.label, "expected_status": self.scenario.expected_status,
-                **self.outcome.to_dict(), "effects": self.effects}
+                **self.outcome.to_dict(), "final_status": self.final_status,
+                "afterwards": self.afterwards, "effects": self.effects}
 
 
 @dataclass
@@ -121,6 +140,32 @@ def run_demo(on_progress: Callable[[str], None] | None = None) -> DemoReport:
     return report
 
 
+def _operate_parked(cloud: Any, participants: OrderParticipants, runs: list[DemoRun],
+                    started: list[tuple[Scenario, str, str]],
+                    notify: Callable[[str], None]) -> None:
+    """What an operator does with a parked saga: let the queue try, fix the cause, redrive."""
+    parked = [(run, saga_id) for run, (_, saga_id, _) in zip(runs, started, strict=True)
+              if run.outcome.status == "compensation_failed"]
+    if not parked:
+        return
+    sqs = cloud.client("sqs")
+    notify("redrive Lambda: retrying parked compensations")
+    cloud.pump_event_sources()  # the cause is not fixed: the message ends in the DLQ
+    in_dlq = {p.saga_id for p in list_parked(sqs, cloud.outputs["CompensationDeadLetterQueueUrl"])}
+    for run, saga_id in parked:
+        run.afterwards.append("parked on the compensation queue")
+        if saga_id in in_dlq:
+            run.afterwards.append("redrive Lambda failed it 3 times → DLQ (alarm)")
+        participants.set_fault_rules(saga_id, None)
+        run.afterwards.append("operator fixed the cause")
+    notify("operator: Start DLQ redrive")
+    task = redrive(sqs, cloud.outputs["CompensationDeadLetterQueueArn"])
+    cloud.pump_event_sources()
+    for run, _saga_id in parked:
+        run.afterwards.append(f"DLQ redrive moved {task.get('ApproximateNumberOfMessagesMoved')}"
+                              " → redrive Lambda finished the compensations")
+
+
 def run_scenarios(cloud: Any, scenarios: list[Scenario],
                   notify: Callable[[str], None]) -> DemoReport:
     """Seeds the participants, runs the scenarios concurrently and reads the books.
@@ -138,8 +183,11 @@ def run_scenarios(cloud: Any, scenarios: list[Scenario],
 
     started: list[tuple[Scenario, str, str]] = []
     for scenario in scenarios:
-        saga_id, arn = start_saga(sfn, machine, order_input(faults=scenario.faults,
-                                                            customer=scenario.customer))
+        body = order_input(faults=scenario.faults, customer=scenario.customer)
+        if scenario.until_fixed:
+            body["fault_table"] = True
+            participants.set_fault_rules(body["saga_id"], scenario.until_fixed)
+        saga_id, arn = start_saga(sfn, machine, body)
         started.append((scenario, saga_id, arn))
     runs = []
     for scenario, _saga_id, arn in started:
@@ -148,9 +196,12 @@ def run_scenarios(cloud: Any, scenarios: list[Scenario],
         runs.append(DemoRun(scenario, outcome(sfn, arn), {}))
     # A timed-out action may still be running; the books are read once it has finished.
     cloud.wait_lambdas_idle()
+    _operate_parked(cloud, participants, runs, started, notify)
     for run, (_, saga_id, _) in zip(runs, started, strict=True):
         run.effects = participants.saga_effects(saga_id)
-    completed = sum(1 for r in runs if r.outcome.status == "completed")
+        run.stored_status = stored_status(dynamodb, cloud.outputs["SagaStoreTableName"],
+                                          "order_fulfillment", saga_id)
+    completed = sum(1 for r in runs if r.final_status == "completed")
     merchant_before = before["balances"].get(MERCHANT, 0)
     expected = {
         "stock": {**before["stock"], SKU: INITIAL_STOCK - completed},

@@ -130,3 +130,10 @@ def _status(described: dict[str, Any]) -> str:
         error = (described.get("error") or "").split(".", 1)[0]
         return STATUS_BY_ERROR.get(error, "failed")
     return status.lower()
+
+
+def stored_status(dynamodb: Any, table: str, saga_type: str, saga_id: str) -> str | None:
+    """The saga store's status for a saga (``None`` if the store never heard of it)."""
+    item = dynamodb.get_item(TableName=table, ConsistentRead=True, Key={
+        "saga_type": {"S": saga_type}, "saga_id": {"S": saga_id}}).get("Item")
+    return item["status"]["S"] if item and "status" in item else None

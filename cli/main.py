@@ -86,12 +86,19 @@ def _print_report(console: Console, report: object) -> None:
     for run in report.runs:
         o = run.outcome
         style = "green" if run.as_expected else "red"
-        table.add_row(run.scenario.label, o.saga_id[:8], f"[{style}]{o.status}[/{style}]",
+        status = o.status if o.status == run.final_status else f"{o.status} → {run.final_status}"
+        table.add_row(run.scenario.label, o.saga_id[:8], f"[{style}]{status}[/{style}]",
                       short(o.steps_run), short(o.compensations_run), f"{o.duration_ms:.0f}")
         e = run.effects
         effects_table.add_row(run.scenario.label, str(e["reserved"]), str(e["net_charge_cents"]),
                               e["shipment"] or "none", "yes" if e["confirmed"] else "no")
     console.print(table)
+    for run in report.runs:
+        if run.afterwards:
+            console.print(f"[bold]{run.scenario.label}[/bold] (saga {run.outcome.saga_id[:8]}):")
+            for line in run.afterwards:
+                console.print(f"  • {line}")
+            console.print(f"  • saga store status: {run.stored_status}")
     console.print(effects_table)
 
     books = Table(title="Participants' books after all sagas")

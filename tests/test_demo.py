@@ -19,7 +19,7 @@ def report(cloud: Any) -> DemoReport:
 
 
 def test_every_scenario_ends_as_expected_and_nothing_leaks(report: DemoReport) -> None:
-    assert [r.outcome.status for r in report.runs] == [s.expected_status for s in SCENARIOS]
+    assert [r.final_status for r in report.runs] == [s.expected_status for s in SCENARIOS]
     assert report.consistent, (report.books, report.expected_books)
     timeout_run = next(r for r in report.runs if "times out" in r.scenario.label)
     assert timeout_run.effects["charge"] is None  # the late charge was refused
@@ -27,6 +27,13 @@ def test_every_scenario_ends_as_expected_and_nothing_leaks(report: DemoReport) -
     assert crash_run.effects["shipment"] == "cancelled"
     assert crash_run.outcome.compensations_run == [
         "create_shipment", "charge_payment", "reserve_inventory"]
+    parked_run = next(r for r in report.runs if r.scenario.until_fixed)
+    assert parked_run.outcome.status == "compensation_failed"
+    assert parked_run.stored_status == "compensated"
+    assert parked_run.afterwards[0] == "parked on the compensation queue"
+    assert "DLQ" in parked_run.afterwards[1]
+    assert parked_run.effects == {"reserved": 0, "charge": "refunded", "net_charge_cents": 0,
+                                  "shipment": None, "confirmed": False}
 
 
 def test_cli_prints_json_and_tables(report: DemoReport, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +45,7 @@ def test_cli_prints_json_and_tables(report: DemoReport, monkeypatch: pytest.Monk
     assert as_json.exit_code == 0, as_json.output
     printed = json.loads(as_json.stdout)
     assert printed["consistent"] is True
-    assert [r["status"] for r in printed["runs"]] == [s.expected_status for s in SCENARIOS]
+    assert [r["final_status"] for r in printed["runs"]] == [s.expected_status for s in SCENARIOS]
     assert {"saga_id", "steps_run", "compensations_run", "duration_ms", "effects"} <= set(
         printed["runs"][0])
 
