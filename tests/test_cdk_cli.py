@@ -13,18 +13,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK_CACHE = ROOT / ".cache" / "aws-cdk"
+#: The CDK CLI version this suite was run with (README: ``npx aws-cdk@2``).
+CDK_CLI_VERSION = "2.1148.1"
 
 
 def cdk_command() -> Path:
     """The aws-cdk@2 CLI, installed from the npm registry once and kept under .cache/."""
     binary = CDK_CACHE / "node_modules" / ".bin" / "cdk"
-    if not binary.exists():
+    installed = CDK_CACHE / "node_modules" / "aws-cdk" / "package.json"
+    if not binary.exists() or json.loads(installed.read_text())["version"] != CDK_CLI_VERSION:
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("npm is required (Node 20): the README's prerequisites")
         CDK_CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CDK_CACHE), "aws-cdk@2"],
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CDK_CACHE), f"aws-cdk@{CDK_CLI_VERSION}"],
             check=True, capture_output=True, text=True,
         )
     return binary
