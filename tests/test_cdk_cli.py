@@ -27,7 +27,8 @@ def cdk_command() -> Path:
             pytest.fail("npm is required (Node 20): the README's prerequisites")
         CDK_CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CDK_CACHE), f"aws-cdk@{CDK_CLI_VERSION}"],
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CDK_CACHE),
+             f"aws-cdk@{CDK_CLI_VERSION}"],
             check=True, capture_output=True, text=True,
         )
     return binary
