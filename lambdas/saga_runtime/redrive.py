@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -27,7 +25,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from saga_runtime.step import dynamodb_client
+from saga_runtime.step import aws_client, dynamodb_client
 
 MESSAGE_KIND = "saga_kit.parked_compensation"
 MESSAGE_VERSIONS = (1,)
@@ -35,8 +33,6 @@ TERMINAL_STATUSES = ("completed", "compensated", "failed")
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
-_lambda_lock = threading.Lock()
-_lambda_client: Any = None
 
 
 class PoisonMessage(ValueError):
@@ -113,14 +109,6 @@ class ParkedCompensation:
         )
 
 
-def _lambda() -> Any:
-    global _lambda_client
-    with _lambda_lock:
-        if _lambda_client is None:
-            _lambda_client = boto3.client("lambda")
-        return _lambda_client
-
-
 def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> dict[str, Any]:
     event = {
         "saga_type": parked.saga_type,
@@ -130,7 +118,7 @@ def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> di
         "execution_arn": parked.execution_arn,
         "state": parked.state,
     }
-    answer = _lambda().invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+    answer = aws_client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
     payload = json.loads(answer["Payload"].read() or b"null")
     if answer.get("FunctionError"):
         detail = payload if isinstance(payload, dict) else {}

@@ -61,16 +61,21 @@ PHASES = ("action", "compensation")
 
 logger = Logger()
 _clients_lock = threading.Lock()
-_dynamodb_client: Any = None
+_clients: dict[str, Any] = {}
+
+
+def aws_client(service: str) -> Any:
+    """One boto3 client per service and process: creating clients is slow, and they are
+    thread-safe."""
+    with _clients_lock:
+        if service not in _clients:
+            _clients[service] = boto3.client(service)
+        return _clients[service]
 
 
 def dynamodb_client() -> Any:
-    """One DynamoDB client per process: creating clients is slow and they are thread-safe."""
-    global _dynamodb_client
-    with _clients_lock:
-        if _dynamodb_client is None:
-            _dynamodb_client = boto3.client("dynamodb")
-        return _dynamodb_client
+    """The process's DynamoDB client."""
+    return aws_client("dynamodb")
 
 
 class TransactionConditionFailed(BusinessError):

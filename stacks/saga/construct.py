@@ -295,26 +295,23 @@ class Saga(Construct):
             jitter_strategy=sfn.JitterType.FULL if policy.full_jitter else sfn.JitterType.NONE,
         )
 
+    def _failed_saga(self, outcome: str) -> sfn.Fail:
+        """A terminal Fail state whose error is ``<outcome>.<failed step>``."""
+        return sfn.Fail(
+            self,
+            outcome,
+            state_name=outcome,
+            error_path=sfn.JsonPath.format(
+                f"{outcome}.{{}}", sfn.JsonPath.string_at("$.failure.step")),
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
+        )
+
     def _definition(self) -> sfn.IChainable:
         steps = list(self.definition.steps)
         # The error names the outcome and the step that failed ("SagaCompensated.charge_payment");
         # the cause carries the original error and cause.
-        compensated = sfn.Fail(
-            self,
-            "SagaCompensated",
-            state_name="SagaCompensated",
-            error_path=sfn.JsonPath.format(
-                "SagaCompensated.{}", sfn.JsonPath.string_at("$.failure.step")),
-            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
-        )
-        forward_failed = sfn.Fail(
-            self,
-            "ForwardRecoveryFailed",
-            state_name="ForwardRecoveryFailed",
-            error_path=sfn.JsonPath.format(
-                "ForwardRecoveryFailed.{}", sfn.JsonPath.string_at("$.failure.step")),
-            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
-        )
+        compensated = self._failed_saga("SagaCompensated")
+        forward_failed = self._failed_saga("ForwardRecoveryFailed")
 
         # Compensation chain, built from the first step forward so each compensation knows
         # where to go next: the previous step's compensation, or SagaCompensated.
