@@ -12,8 +12,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 #: How long listed messages stay hidden while the listing pages through the queue.
 _PEEK_VISIBILITY_SECONDS = 30
+
+
+class RedriveError(RuntimeError):
+    """The DLQ redrive could not run or did not complete."""
 
 
 @dataclass
@@ -66,29 +72,43 @@ def _view(message: dict[str, Any], now: float) -> ParkedView:
     )
 
 
-def list_parked(sqs: Any, queue_url: str, limit: int = 1000) -> list[ParkedView]:
-    """Every message in the queue, without consuming any.
+def peek(sqs: Any, queue_url: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every message in the queue (raw), without consuming any.
 
     SQS has no peek: messages are received with a short visibility timeout so that paging makes
-    progress, then made visible again at once.
+    progress, then made visible again at once. Short polls sample only some SQS servers, so an
+    empty page before the queue's approximate count is reached is retried with a long poll.
     """
+    expected = int(sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"].get("ApproximateNumberOfMessages", 0))
     received: list[dict[str, Any]] = []
+    empty_polls = 0
     try:
         while len(received) < limit:
             page = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                QueueUrl=queue_url, MaxNumberOfMessages=10,
+                WaitTimeSeconds=0 if empty_polls == 0 else 1,
                 VisibilityTimeout=_PEEK_VISIBILITY_SECONDS, AttributeNames=["All"],
             ).get("Messages", [])
-            if not page:
+            if page:
+                received.extend(page)
+                continue
+            empty_polls += 1
+            if len(received) >= expected or empty_polls > 3:
                 break
-            received.extend(page)
     finally:
         for message in received:
             sqs.change_message_visibility(QueueUrl=queue_url,
                                           ReceiptHandle=message["ReceiptHandle"],
                                           VisibilityTimeout=0)
+    return received
+
+
+def list_parked(sqs: Any, queue_url: str, limit: int = 1000) -> list[ParkedView]:
+    """Every parked saga in the queue, as an operator needs to see it; nothing is consumed."""
     now = datetime.now(UTC).timestamp()
-    return [_view(m, now) for m in received]
+    return [_view(m, now) for m in peek(sqs, queue_url, limit)]
 
 
 def redrive(sqs: Any, dead_letter_queue_arn: str, destination_arn: str | None = None,
@@ -100,7 +120,13 @@ def redrive(sqs: Any, dead_letter_queue_arn: str, destination_arn: str | None = 
     kwargs = {"SourceArn": dead_letter_queue_arn}
     if destination_arn:
         kwargs["DestinationArn"] = destination_arn
-    handle = sqs.start_message_move_task(**kwargs)["TaskHandle"]
+    try:
+        handle = sqs.start_message_move_task(**kwargs)["TaskHandle"]
+    except ClientError as error:
+        if "already" in str(error).lower() or "running" in str(error).lower():
+            raise RedriveError("a message move task is already running on this DLQ; wait for it "
+                               "(saga dlq list shows what is left)") from None
+        raise
     deadline = time.monotonic() + timeout
     while True:
         tasks = sqs.list_message_move_tasks(SourceArn=dead_letter_queue_arn, MaxResults=1)

@@ -122,7 +122,7 @@ app.add_typer(dlq_app, name="dlq")
 STACK_OPTION = typer.Option("SagaKitOrderFulfillment", "--stack", help="Deployed stack name.")
 REGION_OPTION = typer.Option(None, "--region", help="AWS region (default: your profile's).")
 ENDPOINT_OPTION = typer.Option(None, "--endpoint-url",
-                               help="Talk to this endpoint instead of AWS (e.g. a local cloud).")
+                               help="Talk to this AWS-compatible endpoint instead of AWS.")
 
 
 def _stack_outputs(stack: str, region: str | None, endpoint_url: str | None) -> tuple[object, dict]:
@@ -168,13 +168,21 @@ def dlq_redrive(
     endpoint_url: str | None = ENDPOINT_OPTION,
 ) -> None:
     """Move every DLQ message back to the compensation queue (StartMessageMoveTask)."""
-    from cli.dlq import redrive
+    from cli.dlq import RedriveError, redrive
 
     sqs, outputs = _stack_outputs(stack, region, endpoint_url)
-    task = redrive(sqs, outputs["CompensationDeadLetterQueueArn"])
-    Console().print(f"moved {task.get('ApproximateNumberOfMessagesMoved', 0)} message(s) back to "
-                    f"the compensation queue ({task.get('Status')}); the redrive Lambda finishes "
-                    "them.")
+    try:
+        task = redrive(sqs, outputs["CompensationDeadLetterQueueArn"])
+    except RedriveError as error:
+        Console(stderr=True).print(f"[red]{error}[/red]")
+        raise typer.Exit(code=1) from None
+    moved = task.get("ApproximateNumberOfMessagesMoved", 0)
+    if task.get("Status") != "COMPLETED":
+        Console(stderr=True).print(f"[red]redrive ended {task.get('Status')} after moving {moved} "
+                                   f"message(s): {task.get('FailureReason', '')}[/red]")
+        raise typer.Exit(code=1)
+    Console().print(f"moved {moved} message(s) back to the compensation queue; the redrive Lambda "
+                    "finishes them (check: saga dlq list, and the saga store's status).")
 
 
 def main() -> None:

@@ -86,6 +86,16 @@ class OrderParticipants:
             self._db.put_item(TableName=self.tables.faults,
                               Item={**key, "faults": {"S": json.dumps(rules)}})
 
+    def compensation_runs(self, saga_id: str) -> dict[str, int]:
+        """How many times each compensation body ran for a saga (the simulation counts them)."""
+        runs = {}
+        for step in ("reserve_inventory", "charge_payment", "create_shipment"):
+            item = self._db.get_item(TableName=self.tables.faults, ConsistentRead=True, Key={
+                "pk": {"S": f"runs#{saga_id}#{step}#compensation"}}).get("Item")
+            if item:
+                runs[step] = int(item["runs"]["N"])
+        return runs
+
     def _scan(self, table: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}

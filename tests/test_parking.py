@@ -121,6 +121,8 @@ def test_permanent_failure_parks_once_then_operator_fix_and_redrive_finish(
     assert p.saga_effects(saga_id) == ROLLED_BACK
     assert p.stock(SKU_PARK) == stock0
     assert p.books()["balances"][CUSTOMER_PARK] == balance0
+    # Each compensation body ran exactly once (create_shipment's action never took effect).
+    assert p.compensation_runs(saga_id) == {"charge_payment": 1, "reserve_inventory": 1}
 
 
 def test_failing_fewer_times_than_max_receive_count_finishes_through_the_queue(
@@ -133,6 +135,7 @@ def test_failing_fewer_times_than_max_receive_count_finishes_through_the_queue(
     assert in_queue(env, "dlq", saga_id) == []
     assert store_item(env, saga_id)["status"] == "compensated"
     assert env["p"].saga_effects(saga_id) == ROLLED_BACK
+    assert env["p"].compensation_runs(saga_id) == {"charge_payment": 1, "reserve_inventory": 1}
 
 
 def test_failing_more_lands_in_the_dlq_and_finishes_after_a_dlq_redrive(
@@ -150,6 +153,7 @@ def test_failing_more_lands_in_the_dlq_and_finishes_after_a_dlq_redrive(
     env["cloud"].pump_event_sources()
     assert store_item(env, saga_id)["status"] == "compensated"
     assert env["p"].saga_effects(saga_id) == ROLLED_BACK
+    assert env["p"].compensation_runs(saga_id) == {"charge_payment": 1, "reserve_inventory": 1}
 
 
 def test_duplicate_delivery_of_a_parked_message_has_one_effect(env: dict[str, Any]) -> None:
@@ -168,6 +172,8 @@ def test_duplicate_delivery_of_a_parked_message_has_one_effect(env: dict[str, An
     assert p.saga_effects(saga_id) == ROLLED_BACK
     assert p.stock(SKU_PARK) == stock0
     assert p.books()["balances"][CUSTOMER_PARK] == balance0
+    # Three deliveries, one run of each compensation body.
+    assert p.compensation_runs(saga_id) == {"charge_payment": 1, "reserve_inventory": 1}
 
 
 LATE_STEPS = ["reserve_inventory", "charge_payment", "create_shipment"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cli.dlq import list_parked, redrive
+from cli.dlq import list_parked, peek, redrive
 from cli.executions import outcome, start_saga, wait_for_execution
 from cli.order_demo import MERCHANT, OrderParticipants, order_input
 
@@ -98,6 +98,8 @@ def soak(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
         saga["final"] = status
         saga["effects"] = participants.saga_effects(saga_id)
     books = participants.books()
+    raw_parked = [json.loads(m["Body"]) for m in peek(sqs, cloud.outputs[
+        "CompensationDeadLetterQueueUrl"])]
     # Duplicate deliveries: copies of parked messages arrive alongside the DLQ redrive.
     dlq_url = cloud.outputs["CompensationDeadLetterQueueUrl"]
     copies = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
@@ -113,7 +115,8 @@ def soak(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     after_redrive = {saga_id: stored_status(saga_id) for saga_id in in_dlq if saga_id in sagas}
     return {"sagas": sagas, "books": books, "books_after": participants.books(),
             "in_dlq": in_dlq, "after_redrive": after_redrive,
-            "duplicate_starts": duplicate_starts, "duplicate_deliveries": len(copies),
+            "raw_parked": raw_parked, "duplicate_starts": duplicate_starts,
+            "duplicate_deliveries": len(copies),
             "redrive_rounds": rounds, "money_before": money_before,
             "merchant_before": merchant_before, "participants": participants}
 
@@ -168,7 +171,18 @@ def test_books_balance_before_and_after_the_dlq_redrive(soak: dict[str, Any]) ->
 
 
 def test_parked_messages_carry_the_state_to_finish(soak: dict[str, Any]) -> None:
-    for parked in soak["in_dlq"].values():
-        assert parked.saga_type == "order_fulfillment"
-        assert parked.malformed is None
-        json.dumps(parked.to_dict())
+    assert soak["raw_parked"]
+    order = ["create_shipment", "charge_payment", "reserve_inventory"]
+    for body in soak["raw_parked"]:
+        saga = soak["sagas"][body["execution_name"]]
+        assert body["kind"] == "saga_kit.parked_compensation" and body["version"] == 1
+        assert body["saga_type"] == "order_fulfillment"
+        assert body["execution_arn"] == saga["arn"]
+        assert body["state"]["saga_id"] == body["execution_name"]
+        remaining = [body["failed_compensation"], *body["pending_compensations"]]
+        assert remaining == order[order.index(remaining[0]):]  # strict reverse order
+        assert body["error"] == "TransientStepError" and body["cause"]
+        assert body["attempts"] == 6
+        assert body["failure"]["step"] == "create_shipment"
+        # Every action result a compensation may need is in the message.
+        assert set(body["state"]["results"]) == {"reserve_inventory", "charge_payment"}

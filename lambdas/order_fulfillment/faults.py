@@ -148,3 +148,14 @@ def after_effect(ctx: StepContext) -> None:
     target = _Target(ctx.saga_id, ctx.step, ctx.phase, ctx.input, 0)
     if _active(target, AFTER) is not None:
         raise InjectedCrash(f"injected crash after the effect of {ctx.step} {ctx.phase}")
+
+
+def count_run(ctx: StepContext) -> None:
+    """Counts one execution of a handler body for (saga, step, phase), with no guard at all, so
+    a test can prove a compensation's body ran exactly once, not just that its effect is right."""
+    dynamodb_client().update_item(
+        TableName=os.environ["FAULT_TABLE"],
+        Key={"pk": {"S": f"runs#{ctx.saga_id}#{ctx.step}#{ctx.phase}"}},
+        UpdateExpression="ADD runs :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )

@@ -64,6 +64,7 @@ def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
 @saga_step
 def release_inventory(ctx: StepContext) -> dict[str, Any]:
     """Puts a reservation's quantity back into stock; nothing to do if there is none."""
+    faults.count_run(ctx)
     item = dynamodb_client().get_item(
         TableName=_table(), Key=_reservation_key(ctx.saga_id), ConsistentRead=True
     ).get("Item")

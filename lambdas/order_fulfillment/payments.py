@@ -77,6 +77,7 @@ def charge_payment(ctx: StepContext) -> dict[str, Any]:
 @saga_step
 def refund_payment(ctx: StepContext) -> dict[str, Any]:
     """Refunds the saga's charge, if there is one that is not refunded yet."""
+    faults.count_run(ctx)
     charge = dynamodb_client().get_item(
         TableName=_table(), Key=_charge_key(ctx.saga_id), ConsistentRead=True
     ).get("Item")

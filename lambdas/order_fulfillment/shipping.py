@@ -45,6 +45,7 @@ def create_shipment(ctx: StepContext) -> dict[str, Any]:
 @saga_step
 def cancel_shipment(ctx: StepContext) -> dict[str, Any]:
     """Cancels the saga's shipment if one was created (only when the pivot itself failed)."""
+    faults.count_run(ctx)
     try:
         ctx.transact_write(
             [

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -23,15 +24,17 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from saga_runtime.step import aws_client, dynamodb_client
+from saga_runtime.step import dynamodb_client
 
 MESSAGE_KIND = "saga_kit.parked_compensation"
 MESSAGE_VERSIONS = (1,)
 TERMINAL_STATUSES = ("completed", "compensated", "failed")
 
 logger = Logger()
+_invoker: Any = None
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -63,7 +66,8 @@ class ParkedCompensation:
         return [self.failed_compensation, *self.pending_compensations]
 
     @classmethod
-    def from_body(cls, body: str, *, saga_type: str, known_steps: set[str]) -> ParkedCompensation:
+    def from_body(cls, body: str, *, saga_type: str, known_steps: set[str],
+                  order: list[str] | None = None) -> ParkedCompensation:
         """Parses and checks a message body.
 
         Raises:
@@ -90,12 +94,21 @@ class ParkedCompensation:
         pending = message["pending_compensations"]
         if not isinstance(state, dict) or not isinstance(pending, list):
             raise PoisonMessage("state must be an object and pending_compensations a list")
-        unknown = [s for s in [message["failed_compensation"], *pending] if s not in known_steps]
+        remaining = [message["failed_compensation"], *pending]
+        if not all(isinstance(s, str) for s in remaining):
+            raise PoisonMessage("step names must be strings")
+        unknown = [s for s in remaining if s not in known_steps]
         if unknown:
             raise PoisonMessage(f"no compensation for step(s) {unknown}")
-        saga_id = state.get("saga_id") or message["execution_name"]
-        if not isinstance(saga_id, str) or not saga_id:
-            raise PoisonMessage("no saga id in state.saga_id or execution_name")
+        if order is not None and remaining != order[order.index(remaining[0]):]:
+            raise PoisonMessage(
+                f"compensations {remaining} are not the declared reverse order from "
+                f"{remaining[0]} ({order[order.index(remaining[0]):]})"
+            )
+        execution_name = message["execution_name"]
+        saga_id = state.get("saga_id") or execution_name
+        if not isinstance(saga_id, str) or not saga_id or saga_id != execution_name:
+            raise PoisonMessage("the saga id (state.saga_id) must be the execution name")
         return cls(
             saga_type=saga_type,
             saga_id=saga_id,
@@ -109,6 +122,18 @@ class ParkedCompensation:
         )
 
 
+def _lambda_client() -> Any:
+    """A Lambda client that waits as long as a compensation may run and never re-sends an
+    invocation on its own (a second call while the first still runs would only wait on the
+    idempotency record)."""
+    global _invoker
+    if _invoker is None:
+        timeout = int(os.environ.get("SAGA_COMPENSATION_TIMEOUT", "60")) + 5
+        _invoker = boto3.client("lambda", config=Config(
+            read_timeout=timeout, connect_timeout=5, retries={"max_attempts": 0}))
+    return _invoker
+
+
 def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> dict[str, Any]:
     event = {
         "saga_type": parked.saga_type,
@@ -118,7 +143,8 @@ def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> di
         "execution_arn": parked.execution_arn,
         "state": parked.state,
     }
-    answer = aws_client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+    answer = _lambda_client().invoke(FunctionName=function_name,
+                                     Payload=json.dumps(event).encode())
     payload = json.loads(answer["Payload"].read() or b"null")
     if answer.get("FunctionError"):
         detail = payload if isinstance(payload, dict) else {}
@@ -139,14 +165,12 @@ def _mark_compensated(parked: ParkedCompensation, finished_by: str) -> None:
                 "SET #status = :compensated, finished_by = :by, finished_at = :now, "
                 "updated_at = :now, execution_arn = :arn"
             ),
-            ConditionExpression=(
-                "attribute_not_exists(#status) OR NOT (#status IN (:completed, :compensated, :failed))"
-            ),
+            # Only a parked saga (or one whose parked record never got written) is finished here.
+            ConditionExpression="attribute_not_exists(#status) OR #status = :parked",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":compensated": {"S": "compensated"},
-                ":completed": {"S": "completed"},
-                ":failed": {"S": "failed"},
+                ":parked": {"S": "parked"},
                 ":by": {"S": finished_by},
                 ":now": {"S": now},
                 ":arn": {"S": parked.execution_arn},
@@ -155,15 +179,23 @@ def _mark_compensated(parked: ParkedCompensation, finished_by: str) -> None:
     except ClientError as error:
         if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        logger.info("saga already has a terminal status; left as it is")
+        logger.info("saga is not parked (already finished by another delivery); left as it is")
 
 
-def finish_parked_saga(record: SQSRecord) -> dict[str, Any]:
+def finish_parked_saga(record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:
     """Runs the remaining compensations of one parked saga, then records it compensated."""
     functions: dict[str, str] = json.loads(os.environ["SAGA_COMPENSATION_FUNCTIONS"])
+    if lambda_context is not None:
+        needed_ms = 1000 * (5 + int(os.environ.get("SAGA_COMPENSATION_TIMEOUT", "60"))
+                            * len(functions))
+        if lambda_context.get_remaining_time_in_millis() < needed_ms:
+            # Not enough time left in this invocation: back to the queue untouched, rather than
+            # be cut off halfway by the Lambda timeout.
+            raise CompensationStillFailing("not enough time left in this batch; retried later")
     try:
         parked = ParkedCompensation.from_body(
-            record.body, saga_type=os.environ["SAGA_TYPE"], known_steps=set(functions)
+            record.body, saga_type=os.environ["SAGA_TYPE"], known_steps=set(functions),
+            order=json.loads(os.environ.get("SAGA_COMPENSATION_ORDER", "null")),
         )
     except PoisonMessage as error:
         logger.error("poison message left for the dead-letter queue",

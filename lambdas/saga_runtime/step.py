@@ -56,7 +56,7 @@ RESERVED_STATE_KEYS = frozenset(
      "store_error"}
 )
 #: How long a completed step's stored result answers duplicates.
-IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+IDEMPOTENCY_TTL_SECONDS = 15 * 24 * 3600  # longer than a parked message can live (14 days)
 PHASES = ("action", "compensation")
 
 logger = Logger()

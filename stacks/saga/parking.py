@@ -12,6 +12,7 @@ draining.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
@@ -62,8 +63,12 @@ class CompensationParking(Construct):
         super().__init__(scope, construct_id)
         definition = saga.definition
         compensation_steps = [s for s in definition.steps if s.compensation]
-        # The redrive runs every pending compensation synchronously, one after the other.
-        redrive_timeout = min(900, 30 + sum(s.timeout_seconds for s in compensation_steps))
+        # The redrive runs a message's compensations synchronously, one after the other, and the
+        # messages of a batch one after the other: its timeout must cover a whole batch, or a
+        # timeout would send finishable neighbours back (and, three times over, to the DLQ).
+        per_message = sum(s.timeout_seconds for s in compensation_steps)
+        batch_size = max(1, min(5, (900 - 30) // max(per_message, 1)))
+        redrive_timeout = min(900, 30 + batch_size * per_message)
 
         queue_name = f"{Stack.of(self).stack_name}-{definition.name}-compensations"[:80]
         queue_arn = f"arn:{Aws.PARTITION}:sqs:{Aws.REGION}:{Aws.ACCOUNT_ID}:{queue_name}"
@@ -111,6 +116,11 @@ class CompensationParking(Construct):
                 "SAGA_COMPENSATION_FUNCTIONS": Stack.of(self).to_json_string(
                     {name: fn.function_name for name, fn in saga.compensation_functions.items()}
                 ),
+                # The declared reverse order, so a message cannot reorder compensations.
+                "SAGA_COMPENSATION_ORDER": json.dumps(
+                    [s.name for s in reversed(compensation_steps)]),
+                "SAGA_COMPENSATION_TIMEOUT": str(max(s.timeout_seconds
+                                                     for s in compensation_steps)),
                 "POWERTOOLS_SERVICE_NAME": definition.name,
                 "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
             },
@@ -123,7 +133,7 @@ class CompensationParking(Construct):
             function.grant_invoke(self.redrive_function)
         saga.store.table.grant_read_write_data(self.redrive_function)
         self.redrive_function.add_event_source(
-            event_sources.SqsEventSource(self.queue, batch_size=10,
+            event_sources.SqsEventSource(self.queue, batch_size=batch_size,
                                          report_batch_item_failures=True)
         )
 
@@ -152,8 +162,23 @@ class CompensationParking(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # A moved message keeps its first enqueue time: a saga left in the DLQ expires 14 days
+        # after it was parked. Warn at 7 days, while the alarm above may already be ringing.
+        self.dlq_age_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAgeAlarm",
+            alarm_description=f"Saga {definition.name}: a parked compensation has waited in the "
+            "DLQ for 7 days; SQS drops it at 14. Redrive it now.",
+            metric=self.dead_letter_queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=Duration.days(7).to_seconds(),
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         if alarm_topic is not None:
-            for alarm in (self.dlq_alarm, self.backlog_alarm):
+            for alarm in (self.dlq_alarm, self.backlog_alarm, self.dlq_age_alarm):
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
 
     def park(self, saga: Saga) -> sfn.IChainable:
@@ -188,6 +213,13 @@ class CompensationParking(Construct):
         )
         send.add_retry(errors=["States.ALL"], max_attempts=5, interval=Duration.seconds(1),
                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        # If even parking fails, end in a state of its own whose cause keeps the full context.
+        send.add_catch(
+            sfn.Fail(self, "ParkingFailed", state_name="ParkingFailed", error="ParkingFailed",
+                     cause_path=sfn.JsonPath.json_to_string(
+                         sfn.JsonPath.object_at("$.compensation_failure"))),
+            errors=["States.ALL"], result_path="$.store_error",
+        )
 
         # The saga id is the input's saga_id or else the execution name; JSONPath cannot
         # coalesce, so a Choice picks the key (only on this failure path).
