@@ -125,14 +125,24 @@ ENDPOINT_OPTION = typer.Option(None, "--endpoint-url",
                                help="Talk to this AWS-compatible endpoint instead of AWS.")
 
 
-def _stack_outputs(stack: str, region: str | None, endpoint_url: str | None) -> tuple[object, dict]:
+DLQ_URL_OPTION = typer.Option(None, "--dlq-url",
+                               help="The compensation DLQ's URL, for a stack without the outputs.")
+DLQ_ARN_OPTION = typer.Option(None, "--dlq-arn",
+                               help="The compensation DLQ's ARN, for a stack without the outputs.")
+
+
+def _stack_outputs(stack: str, region: str | None, endpoint_url: str | None,
+                   overrides: dict[str, str | None] | None = None) -> tuple[object, dict]:
     import boto3
 
     session = boto3.session.Session(region_name=region)
-    cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
-    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    return session.client("sqs", endpoint_url=endpoint_url), outputs
+    given = {k: v for k, v in (overrides or {}).items() if v}
+    outputs: dict[str, str] = {}
+    if len(given) < len(overrides or {}) or not overrides:
+        cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
+        described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    return session.client("sqs", endpoint_url=endpoint_url), {**outputs, **given}
 
 
 @dlq_app.command("list")
@@ -140,12 +150,14 @@ def dlq_list(
     stack: str = STACK_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
+    dlq_url: str | None = DLQ_URL_OPTION,
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show each parked saga in the DLQ (failed compensation, error, age) without consuming it."""
     from cli.dlq import list_parked
 
-    sqs, outputs = _stack_outputs(stack, region, endpoint_url)
+    sqs, outputs = _stack_outputs(stack, region, endpoint_url,
+                                  {"CompensationDeadLetterQueueUrl": dlq_url})
     parked = list_parked(sqs, outputs["CompensationDeadLetterQueueUrl"])
     if json_output:
         print(json.dumps([p.to_dict() for p in parked], indent=2))

@@ -41,11 +41,13 @@ def _start_message_move_task(self: Any) -> Any:
     if not source_arn:
         raise InvalidParameterValue("SourceArn is required")
     source = _queue_by_arn(backend, source_arn)
+    origins = backend.list_dead_letter_source_queues(source.name)
+    if not origins:
+        raise InvalidParameterValue(f"Source queue {source_arn} is not a dead-letter queue")
     destination_arn = self._get_param("DestinationArn")
     if destination_arn:
         destination = _queue_by_arn(backend, destination_arn)
     else:
-        origins = backend.list_dead_letter_source_queues(source.name)
         if len(origins) != 1:
             raise InvalidParameterValue(
                 f"Source queue {source_arn} is the dead-letter queue of {len(origins)} queues; "

@@ -300,3 +300,20 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
     env["cloud"].pump_event_sources()
     assert store_item(env, saga_id)["status"] == "compensated"
     assert env["p"].saga_effects(saga_id) == ROLLED_BACK
+
+
+def test_cli_takes_the_queue_directly_for_stacks_without_outputs() -> None:
+    # No CloudFormation call is made when the queue is given: a stack of the user's own, whose
+    # outputs do not use the order stack's names, works as well.
+    _, outputs = cli_main._stack_outputs("AnyStack", "us-east-1", None,
+                                         {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"})
+    assert outputs == {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"}
+
+
+def test_move_task_refuses_a_queue_that_is_not_a_dead_letter_queue(env: dict[str, Any]) -> None:
+    from botocore.exceptions import ClientError
+
+    queue_arn = env["sqs"].get_queue_attributes(
+        QueueUrl=env["queue"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    with pytest.raises(ClientError, match="is not a dead-letter queue"):
+        env["sqs"].start_message_move_task(SourceArn=queue_arn)
