@@ -137,49 +137,49 @@ class CompensationParking(Construct):
                                          report_batch_item_failures=True)
         )
 
-        self.dlq_alarm = cloudwatch.Alarm(
-            self,
+        name = definition.name
+        self.dlq_alarm = self._alarm(
             "DeadLetterAlarm",
-            alarm_description=f"Saga {definition.name}: a parked compensation is in the DLQ and "
-            "needs an operator (fix the cause, then Start DLQ redrive).",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
-            ),
+            f"Saga {name}: a parked compensation is in the DLQ and needs an operator (fix the "
+            "cause, then Start DLQ redrive).",
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"),
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.backlog_alarm = cloudwatch.Alarm(
-            self,
+        self.backlog_alarm = self._alarm(
             "BacklogAlarm",
-            alarm_description=f"Saga {definition.name}: the compensation queue is not draining.",
-            metric=self.queue.metric_approximate_age_of_oldest_message(
-                period=Duration.minutes(1), statistic="Maximum"
-            ),
+            f"Saga {name}: the compensation queue is not draining.",
+            self.queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(1), statistic="Maximum"),
             threshold=(oldest_message_alarm or Duration.minutes(15)).to_seconds(),
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         # A moved message keeps its first enqueue time: a saga left in the DLQ expires 14 days
         # after it was parked. Warn at 7 days, while the alarm above may already be ringing.
-        self.dlq_age_alarm = cloudwatch.Alarm(
-            self,
+        self.dlq_age_alarm = self._alarm(
             "DeadLetterAgeAlarm",
-            alarm_description=f"Saga {definition.name}: a parked compensation has waited in the "
-            "DLQ for 7 days; SQS drops it at 14. Redrive it now.",
-            metric=self.dead_letter_queue.metric_approximate_age_of_oldest_message(
-                period=Duration.minutes(5), statistic="Maximum"
-            ),
+            f"Saga {name}: a parked compensation has waited in the DLQ for 7 days; SQS drops it "
+            "at 14. Redrive it now.",
+            self.dead_letter_queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(5), statistic="Maximum"),
             threshold=Duration.days(7).to_seconds(),
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         if alarm_topic is not None:
             for alarm in (self.dlq_alarm, self.backlog_alarm, self.dlq_age_alarm):
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+
+    def _alarm(self, construct_id: str, description: str, metric: cloudwatch.IMetric,
+               threshold: float) -> cloudwatch.Alarm:
+        """An alarm on ``metric > threshold``, one period, quiet when there is no data."""
+        return cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
     def park(self, saga: Saga) -> sfn.IChainable:
         """States that park ``$.compensation_failure`` (queue, then store) and fail the saga."""
