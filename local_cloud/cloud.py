@@ -466,8 +466,7 @@ class LocalCloud:
         """Every Lambda invocation finished so far in this process, oldest first: which function
         and how it ended (``error_type`` is ``None`` on success). Lets a test see that a late
         action really ran and was refused, not just that its effect is missing."""
-        with self._runner._inflight.condition:
-            return list(self._runner.journal)
+        return self._runner.journal_snapshot()
 
     def pump_event_sources(self, max_batches: int = 10_000) -> int:
         """Deliver queued SQS messages to their Lambda event source mappings until the queues

@@ -469,6 +469,11 @@ class InProcessLambdaRunner:
     # -- waiting ---------------------------------------------------------------------------
 
     @property
+    def journal_snapshot(self) -> list[InvocationRecord]:
+        """A copy of the invocation journal, taken under the runner's lock."""
+        with self._inflight.condition:
+            return list(self.journal)
+
     def running(self) -> int:
         """How many invocations are executing right now."""
         with self._inflight.condition:

@@ -1,15 +1,15 @@
 """Builds the CDK app: one place shared by ``app.py``, the local cloud and the tests.
 
 cdk-nag's AwsSolutions checks run as a validation plugin, so any unacknowledged finding makes
-synthesis fail; each acknowledgment below carries its reason.
+synthesis fail; the findings a construct accepts are acknowledged, with their reason, where the
+construct is (see ``stacks/saga/construct.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import App, Environment, Stack
-from aws_cdk.aws_lambda import Runtime  # noqa: F401  (imported for type clarity in docs)
+from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.order_fulfillment import OrderFulfillmentStack
@@ -27,13 +27,5 @@ def build_app(outdir: str | Path | None = None, *, context: dict[str, object] | 
 
 def attach_nag(app: App) -> None:
     """Runs cdk-nag's AwsSolutions rules at synth; findings fail the synthesis."""
-    from aws_cdk import Validations  # local import: only recent aws-cdk-lib has it
-
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
-
-def acknowledge(stack: Stack, rule: str, reason: str) -> None:
-    """Accepts one cdk-nag rule for a whole stack, with the written reason."""
-    from aws_cdk import Acknowledgment, Validations
-
-    Validations.of(stack).acknowledge(Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason))

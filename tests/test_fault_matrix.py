@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cli.executions import SagaOutcome, outcome, start_saga, wait_for_execution
-from cli.order_demo import CUSTOMER, MERCHANT, SKU, OrderParticipants, OrderTables, order_input
+from cli.order_demo import CUSTOMER, MERCHANT, SKU, OrderParticipants, order_input
 from stacks.order_fulfillment import ORDER_FULFILLMENT
 
 STEPS = [s.name for s in ORDER_FULFILLMENT.steps]
@@ -35,6 +35,8 @@ class Cell:
     execution_arn: str = ""
     outcome: SagaOutcome | None = None
     effects: dict[str, Any] | None = None
+    #: On the ("books", "before") entry: the invocation journal's length when the matrix began.
+    journal_start: int = 0
 
     @property
     def index(self) -> int:
@@ -80,16 +82,14 @@ def _barrier(cloud: Any, saga_id: str, step: str) -> dict[str, Any]:
 def late_refusals(cloud: Any, matrix: dict[tuple[str, str], Cell],
                   saga_functions: dict[tuple[str, str], str]) -> dict[str, int]:
     """LateActionRefused outcomes per step's action function while the matrix ran."""
-    window = matrix[("books", "before")].saga_id  # the journal length before the matrix
-    records = cloud.invocations[int(window):]
+    records = cloud.invocations[matrix[("books", "before")].journal_start:]
     return {step: sum(1 for r in records if r.function_name == saga_functions[(step, "action")]
                       and r.error_type == "LateActionRefused") for step in STEPS}
 
 
 @pytest.fixture(scope="module")
-def matrix(cloud: Any) -> dict[tuple[str, str], Cell]:
-    sfn, dynamodb = cloud.client("stepfunctions"), cloud.client("dynamodb")
-    participants = OrderParticipants(dynamodb, OrderTables.from_outputs(cloud.outputs))
+def matrix(cloud: Any, participants: OrderParticipants) -> dict[tuple[str, str], Cell]:
+    sfn = cloud.client("stepfunctions")
     participants.seed_stock(STOCK, sku=SKU_MATRIX)
     participants.open_account(CUSTOMER_MATRIX, BALANCE)
     before = participants.books()
@@ -110,8 +110,8 @@ def matrix(cloud: Any) -> dict[tuple[str, str], Cell]:
     for cell in [*cells.values(), happy]:
         cell.effects = participants.saga_effects(cell.saga_id)
     cells[("none", "happy")] = happy
-    cells[("books", "before")] = Cell("books", "before", saga_id=str(journal_start),
-                                      effects=before)
+    cells[("books", "before")] = Cell("books", "before", effects=before,
+                                      journal_start=journal_start)
     return cells
 
 
@@ -178,10 +178,8 @@ def test_fault_cell(cloud: Any, matrix: dict[tuple[str, str], Cell],
 
 
 def test_books_balance_after_the_whole_matrix(
-    cloud: Any, matrix: dict[tuple[str, str], Cell]
+    participants: OrderParticipants, matrix: dict[tuple[str, str], Cell]
 ) -> None:
-    participants = OrderParticipants(cloud.client("dynamodb"),
-                                     OrderTables.from_outputs(cloud.outputs))
     before = matrix[("books", "before")].effects
     assert before is not None
     forward = [c for c in matrix.values()

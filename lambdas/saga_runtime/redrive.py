@@ -31,7 +31,6 @@ from saga_runtime.step import dynamodb_client
 
 MESSAGE_KIND = "saga_kit.parked_compensation"
 MESSAGE_VERSIONS = (1,)
-TERMINAL_STATUSES = ("completed", "compensated", "failed")
 
 logger = Logger()
 _invoker: Any = None

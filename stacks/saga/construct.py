@@ -56,10 +56,6 @@ POWERTOOLS_LAYER_VERSION = "27"
 #: Account that publishes the AWS-managed Powertools layers in every commercial region.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 
-#: Keys the saga adds to the execution state; a saga's input must not use them.
-RESERVED_STATE_KEYS = ("results", "compensations", "failure", "compensation_error",
-                       "compensation_failure", "store_error")
-
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 

@@ -13,7 +13,6 @@ from constructs import Construct
 
 from stacks.saga.tables import durable_table
 
-TERMINAL_STATUSES = ("completed", "compensated", "failed")
 #: Condition every status write carries; its values are ``:completed``, ``:compensated``, ``:failed``.
 NOT_TERMINAL_CONDITION = (
     "attribute_not_exists(#status) OR NOT (#status IN (:completed, :compensated, :failed))"
