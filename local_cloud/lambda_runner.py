@@ -468,12 +468,12 @@ class InProcessLambdaRunner:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    @property
     def journal_snapshot(self) -> list[InvocationRecord]:
         """A copy of the invocation journal, taken under the runner's lock."""
         with self._inflight.condition:
             return list(self.journal)
 
+    @property
     def running(self) -> int:
         """How many invocations are executing right now."""
         with self._inflight.condition:
