@@ -197,6 +197,114 @@ def dlq_redrive(
                     "finishes them (check: saga dlq list, and the saga store's status).")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port of the saga API."),
+    aws_port: int = typer.Option(5000, "--aws-port",
+                                 help="Port of the moto endpoint for boto3 / the AWS CLI."),
+    real_retry_delays: bool = typer.Option(
+        False, "--real-retry-delays", help="Wait out Step Functions retry backoff for real."),
+    seed: bool = typer.Option(True, "--seed/--no-seed",
+                              help="Give the demo participants stock and money."),
+    json_output: bool = typer.Option(False, "--json", help="Print the ready line as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
+) -> None:
+    """Serve the local cloud: the saga API over HTTP, plus a moto endpoint for boto3."""
+    from cli.serve import announce_json
+    from cli.serve import serve as run_server
+
+    if not verbose:
+        _quiet_handlers()
+
+    def announce(info: dict) -> None:
+        if json_output:
+            announce_json(info)
+            return
+        console = Console()
+        console.print(f"[green]saga API[/green]      {info['api_url']}  (POST /sagas/<type>, "
+                      "GET /sagas/<type>/<id>)")
+        if info["endpoint_url"]:
+            console.print(f"[green]AWS endpoint[/green]  {info['endpoint_url']}  (boto3 "
+                          "endpoint_url / aws --endpoint-url, region "
+                          f"{info['region']}, any credentials)")
+        if info["seeded"]:
+            seeded = info["seeded"]
+            console.print(f"seeded: {seeded['stock']} x {seeded['sku']}, "
+                          f"{seeded['customer_id']} with {seeded['balance_cents']} cents")
+        console.print(f"try: saga start order_fulfillment --api-url {info['api_url']} "
+                      "--idempotency-key order-1 --input @order.json   (Ctrl-C stops)")
+
+    run_server(host=host, api_port=port, aws_port=aws_port or None,
+               instant_retries=not real_retry_delays, seed=seed, announce=announce)
+
+
+API_URL_OPTION = typer.Option(None, "--api-url", envvar="SAGA_API_URL",
+                              help="The API's base URL (saga serve's, or a deployed stage's). "
+                                   "Default: the stack's ApiUrl output.")
+API_KEY_OPTION = typer.Option(None, "--api-key", envvar="SAGA_API_KEY",
+                              help="x-api-key for APIs deployed with API keys.")
+
+
+def _api_client(api_url: str | None, stack: str, region: str | None, endpoint_url: str | None,
+                api_key: str | None) -> object:
+    from cli.api_client import SagaApiClient
+
+    if api_url:
+        import boto3
+
+        return SagaApiClient(api_url, session=boto3.session.Session(region_name=region),
+                             api_key=api_key)
+    return SagaApiClient.for_stack(stack, region=region, endpoint_url=endpoint_url,
+                                   api_key=api_key)
+
+
+def _print_answer(answer: object) -> None:
+    from cli.api_client import ApiAnswer
+
+    assert isinstance(answer, ApiAnswer)
+    print(json.dumps(answer.body, indent=2))
+    if not answer.ok:
+        Console(stderr=True).print(f"[red]HTTP {answer.status}[/red]")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def start(
+    saga_type: str = typer.Argument(..., help="The saga type, e.g. order_fulfillment."),
+    input_json: str = typer.Option(..., "--input",
+                                   help="The saga input as JSON, or @file to read it from a file."),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="The saga id; the same key again returns the same saga."),
+    api_url: str | None = API_URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+    stack: str = STACK_OPTION,
+    region: str | None = REGION_OPTION,
+    endpoint_url: str | None = ENDPOINT_OPTION,
+) -> None:
+    """Start a saga through the API (deployed stack, or saga serve with --api-url)."""
+    from pathlib import Path
+
+    body = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+    client = _api_client(api_url, stack, region, endpoint_url, api_key)
+    _print_answer(client.start(saga_type, body, idempotency_key=idempotency_key))  # type: ignore[attr-defined]
+
+
+@app.command()
+def status(
+    saga_type: str = typer.Argument(..., help="The saga type, e.g. order_fulfillment."),
+    saga_id: str = typer.Argument(..., help="The saga id (its Idempotency-Key)."),
+    api_url: str | None = API_URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+    stack: str = STACK_OPTION,
+    region: str | None = REGION_OPTION,
+    endpoint_url: str | None = ENDPOINT_OPTION,
+) -> None:
+    """Show a saga's status and step log."""
+    client = _api_client(api_url, stack, region, endpoint_url, api_key)
+    _print_answer(client.status(saga_type, saga_id))  # type: ignore[attr-defined]
+
+
 def main() -> None:
     """Entry point of the ``saga`` console script."""
     app()

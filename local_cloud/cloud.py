@@ -37,9 +37,11 @@ from local_cloud.moto_patches import (
     recording_resource_failures,
     reused_task_clients,
     serialized_dynamodb,
+    serialized_execution_starts,
     state_machines_in_executing_backend,
 )
 from local_cloud.sqs_move_tasks import message_move_tasks
+from local_cloud.status_events import execution_status_events
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +125,12 @@ class _SharedMoto:
             stack.enter_context(state_machines_in_executing_backend())
             stack.enter_context(quiet_interpreter_logs())
             stack.enter_context(serialized_dynamodb())
+            stack.enter_context(serialized_execution_starts())
             stack.enter_context(item_level_transaction_backups())
             stack.enter_context(no_inline_sqs_delivery())
             stack.enter_context(reused_task_clients())
             stack.enter_context(message_move_tasks())
+            stack.enter_context(execution_status_events())
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
             stack.enter_context(self.runner.installed())
@@ -207,6 +211,8 @@ class LocalCloud:
         self.skipped_resources: dict[str, str] = {}
         self.account_id = ""
         self.stack_id = ""
+        #: The deployed template (filled by :meth:`start`).
+        self.template: dict[str, Any] = {}
         self._engine: _SharedMoto | None = None
         self._clients: dict[str, Any] = {}
         self._session: boto3.session.Session | None = None
@@ -238,6 +244,7 @@ class LocalCloud:
         try:
             self._session = boto3.session.Session(region_name=self.region)
             self.account_id = self.client("sts").get_caller_identity()["Account"]
+            self.template = artifact.template
             self._bootstrap(artifact)
             self._publish_assets(artifact)
             self._deploy(artifact)

@@ -132,6 +132,26 @@ def serialized_dynamodb() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def serialized_execution_starts() -> Iterator[None]:
+    """Makes ``StartExecution`` atomic, as Step Functions is: one execution per name.
+
+    moto checks for an execution of the same name and then appends the new one without a lock,
+    so two concurrent starts under one name (a client retrying an API call) could both run.
+    """
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    lock = threading.Lock()
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    with patched(StepFunctionsParserBackend, "start_execution", start_execution):
+        yield
+
+
 class _TransactionSnapshots:
     """Stands in for the ``copy`` module inside moto's DynamoDB backend.
 

@@ -14,7 +14,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.saga import RetryPolicy, Saga, SagaDefinition, Step, StepKind
+from stacks.saga import RetryPolicy, Saga, SagaApi, SagaDefinition, Step, StepKind
 from stacks.saga.tables import durable_table
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -22,6 +22,7 @@ LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 ORDER_FULFILLMENT = SagaDefinition(
     name="order_fulfillment",
     description="Reserve stock, charge the customer, ship, confirm.",
+    input_model="order_fulfillment.schema.OrderRequest",
     steps=[
         Step(
             "reserve_inventory",
@@ -96,6 +97,8 @@ class OrderFulfillmentStack(Stack):
             for function in self.saga.step_functions(step):
                 for key in [*table_keys, "FAULT_TABLE"]:
                     self.tables[key].grant_read_write_data(function)
+        self.api = SagaApi(self, "Api", sagas=[self.saga], code=lambda_code(),
+                           handlers_dir=LAMBDAS_DIR)
         CfnOutput(self, "StateMachineArn", value=self.saga.state_machine.state_machine_arn)
         CfnOutput(self, "IdempotencyTableName", value=self.saga.idempotency_table.table_name)
         CfnOutput(self, "BarrierTableName", value=self.saga.barrier_table.table_name)

@@ -132,14 +132,12 @@ def test_failed_compensation_ends_in_compensation_failed_with_pending(asl: dict[
         assert body["kind"] == "saga_kit.parked_compensation"
         assert body["state.$"] == "$"
         assert body["pending_compensations.$"] == "$.compensation_failure.pending_compensations"
-        choice = states[park["Next"]]
-        branches = [c["Next"] for c in choice["Choices"]] + [choice["Default"]]
-        for branch in branches:
-            update = states[branch]
-            assert update["Resource"].endswith(":states:::dynamodb:updateItem")
-            assert "attribute_not_exists(#status)" in update["Parameters"]["ConditionExpression"]
-            assert update["Next"] == "CompensationFailed"
-            assert update["Catch"][0]["Next"] == "CompensationFailed"
+        update = states[park["Next"]]
+        assert update["Resource"].endswith(":states:::dynamodb:updateItem")
+        assert update["Parameters"]["Key"]["saga_id"] == {"S.$": "$$.Execution.Name"}
+        assert "attribute_not_exists(#status)" in update["Parameters"]["ConditionExpression"]
+        assert update["Next"] == "CompensationFailed"
+        assert update["Catch"][0]["Next"] == "CompensationFailed"
         assert states["CompensationFailed"]["Error"] == "CompensationFailed"
         assert states["CompensationFailed"]["CausePath"] == (
             "States.JsonToString($.compensation_failure)")
@@ -152,7 +150,7 @@ def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
     handlers = {k: f for k, f in functions.items()
                 if "SAGA_STEP" in f["Properties"]["Environment"]["Variables"]}
     assert len(handlers) == 7  # 4 actions + 3 compensations
-    assert len(functions) == 8  # and the redrive Lambda
+    assert len(functions) == 9  # and the redrive and status-event Lambdas
     for function in handlers.values():
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.")
@@ -200,7 +198,8 @@ def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
 def test_compensation_queue_dlq_redrive_and_alarms(
     cdk_template: Template, template: dict[str, Any]
 ) -> None:
-    queues = cdk_template.find_resources("AWS::SQS::Queue")
+    queues = {k: q for k, q in cdk_template.find_resources("AWS::SQS::Queue").items()
+              if "Parking" in k}
     assert len(queues) == 2
     [(queue_id, queue)] = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
     [(dlq_id, dlq)] = [(k, q) for k, q in queues.items() if k != queue_id]
@@ -218,7 +217,8 @@ def test_compensation_queue_dlq_redrive_and_alarms(
     })
     cdk_template.has_resource_properties("AWS::Lambda::Function", {
         "Handler": "saga_runtime.redrive.handler"})
-    alarms = cdk_template.find_resources("AWS::CloudWatch::Alarm")
+    alarms = {k: a for k, a in cdk_template.find_resources("AWS::CloudWatch::Alarm").items()
+              if "Parking" in k}
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     # DLQ not empty; compensation queue not draining; a parked saga nearing SQS's 14 days.
     assert metrics == ["ApproximateAgeOfOldestMessage", "ApproximateAgeOfOldestMessage",
@@ -242,7 +242,7 @@ def test_alarm_topic_is_notified_when_given() -> None:
     Saga(stack, "Order", definition=ORDER_FULFILLMENT, alarm_topic=topic,
          code=lambda_.Code.from_inline("def handler(e, c): return e"))
     alarms = Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 3
+    assert len(alarms) == 4  # three parking alarms and the status-event DLQ's
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": stack.resolve(
             stack.get_logical_id(topic.node.default_child))}]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -25,8 +24,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
+from saga_runtime import store
 from saga_runtime.step import dynamodb_client
 
 MESSAGE_KIND = "saga_kit.parked_compensation"
@@ -155,30 +154,15 @@ def _compensate(parked: ParkedCompensation, step: str, function_name: str) -> di
 
 
 def _mark_compensated(parked: ParkedCompensation, finished_by: str) -> None:
-    now = datetime.now(UTC).isoformat()
-    try:
-        dynamodb_client().update_item(
-            TableName=os.environ["SAGA_STORE_TABLE"],
-            Key={"saga_type": {"S": parked.saga_type}, "saga_id": {"S": parked.saga_id}},
-            UpdateExpression=(
-                "SET #status = :compensated, finished_by = :by, finished_at = :now, "
-                "updated_at = :now, execution_arn = :arn"
-            ),
-            # Only a parked saga (or one whose parked record never got written) is finished here.
-            ConditionExpression="attribute_not_exists(#status) OR #status = :parked",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":compensated": {"S": "compensated"},
-                ":parked": {"S": "parked"},
-                ":by": {"S": finished_by},
-                ":now": {"S": now},
-                ":arn": {"S": parked.execution_arn},
-            },
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        logger.info("saga is not parked (already finished by another delivery); left as it is")
+    # The last compensation's own store write may already have said "compensated"; either way
+    # the saga is finished, and the record says who finished it.
+    moved = store.move(
+        dynamodb_client(), os.environ["SAGA_STORE_TABLE"], parked.saga_type, parked.saga_id,
+        store.COMPENSATED,
+        extra_set={"finished_by": finished_by, "execution_arn": parked.execution_arn},
+    )
+    if not moved:
+        logger.info("saga was already finished; its status is left as it is")
 
 
 def finish_parked_saga(record: SQSRecord, lambda_context: Any = None) -> dict[str, Any]:

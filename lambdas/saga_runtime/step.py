@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -41,6 +42,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from saga_runtime import store
 from saga_runtime.barrier import StepBarrier
 from saga_runtime.errors import (
     BusinessError,
@@ -118,6 +120,9 @@ class StepContext:
     #: How the action's barrier is written: ``False`` by a request before the handler runs,
     #: ``True`` inside :meth:`transact_write`, ``None`` not at all (no compensation exists).
     barrier_in_transaction: bool | None = False
+    #: Whether this invocation ran the step (``False``: Powertools answered a duplicate from
+    #: the stored result).
+    executed: bool = False
 
     def result_of(self, step: str) -> dict[str, Any]:
         """The result an earlier step's action returned (empty if it has none yet)."""
@@ -217,6 +222,7 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             return persistence["layer"]
 
     def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
+        ctx.executed = True
         if ctx.phase == "action":
             if ctx.barrier_in_transaction is False:
                 ctx.barrier.enter_action()
@@ -263,7 +269,9 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
         metrics.add_dimension(name="Step", value=ctx.step)
         prefix = ctx.phase.capitalize()
         started = time.perf_counter()
+        started_at = datetime.now(UTC)
         outcome = "Crashed"
+        error_text: str | None = None
         try:
             # A config per invocation: it carries this invocation's Lambda context, which sets
             # when an in-progress record expires.
@@ -282,6 +290,7 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             return result
         except BusinessError as error:
             outcome = "BusinessError"
+            error_text = f"{type(error).__name__}: {error}"
             logger.warning(f"{ctx.phase} failed: {error}", extra={"error": type(error).__name__})
             raise
         except IdempotencyAlreadyInProgressError:
@@ -296,11 +305,13 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             raise TransientStepError(f"idempotency store unavailable: {error}") from None
         except TransientStepError as error:
             outcome = "TransientError"
+            error_text = f"{type(error).__name__}: {error}"
             logger.warning(f"{ctx.phase} will be retried: {error}")
             if type(error) is TransientStepError:
                 raise
             raise _as_retryable(error) from error
         except (ClientError, BotoCoreError) as error:
+            error_text = f"{type(error).__name__}: {error}"
             if not _is_transient_aws_error(error):
                 logger.exception(f"{ctx.phase} crashed")
                 raise
@@ -309,15 +320,19 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             raise _as_retryable(error) from error
         except LateActionRefused as error:
             outcome = "LateActionRefused"
+            error_text = f"{type(error).__name__}: {error}"
             logger.warning(str(error))
             raise
-        except StepError:
+        except StepError as error:
             outcome = "Rejected"
+            error_text = f"{type(error).__name__}: {error}"
             raise
-        except Exception:
+        except Exception as error:
+            error_text = f"{type(error).__name__}: {error}"
             logger.exception(f"{ctx.phase} crashed")
             raise
         finally:
+            _record_in_store(ctx, event, outcome, started_at, error_text)
             metrics.add_metric(name=f"{prefix}{outcome}", unit=MetricUnit.Count, value=1)
             metrics.add_metric(
                 name=f"{prefix}Duration",
@@ -328,6 +343,38 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             logger.thread_safe_clear_keys()
 
     return lambda_handler
+
+
+#: How each metric outcome reads in the saga store's log.
+STORE_OUTCOMES = {
+    "Succeeded": "succeeded",
+    "BusinessError": "business_error",
+    "TransientError": "transient_error",
+    "InProgress": "transient_error",
+    "LateActionRefused": "refused",
+    "Rejected": "rejected",
+    "Crashed": "crashed",
+}
+
+
+def _record_in_store(ctx: StepContext, event: dict[str, Any], outcome: str,
+                     started_at: datetime, error_text: str | None) -> None:
+    failure = event["state"].get("failure") if ctx.phase == "compensation" else None
+    store.record_invocation(
+        dynamodb_client(),
+        saga_type=ctx.saga_type,
+        saga_id=ctx.saga_id,
+        execution_arn=ctx.execution_arn,
+        step=ctx.step,
+        phase=ctx.phase,
+        outcome=STORE_OUTCOMES[outcome],
+        started=started_at,
+        ended=datetime.now(UTC),
+        error=error_text,
+        duplicate=outcome == "Succeeded" and not ctx.executed,
+        finishes=os.environ.get("SAGA_FINISHES") or None,
+        failure=failure if isinstance(failure, dict) else None,
+    )
 
 
 #: AWS error codes that mean "try again later", whatever the service.

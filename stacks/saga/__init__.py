@@ -1,5 +1,6 @@
-"""Saga Kit's CDK side: the saga declaration API and the ``Saga`` construct."""
+"""Saga Kit's CDK side: the saga declaration API, the ``Saga`` construct and ``SagaApi``."""
 
+from stacks.saga.api import ApiAuthorization, SagaApi
 from stacks.saga.construct import Saga
 from stacks.saga.declaration import (
     DEFAULT_COMPENSATION_RETRY,
@@ -14,8 +15,10 @@ from stacks.saga.declaration import (
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_FORWARD_RETRY",
+    "ApiAuthorization",
     "RetryPolicy",
     "Saga",
+    "SagaApi",
     "SagaDeclarationError",
     "SagaDefinition",
     "Step",

@@ -14,8 +14,10 @@ code asset, with the Powertools layer), and chains them into a Standard state ma
 * steps after the pivot retry every error and, if even that is exhausted, end in
   ``ForwardRecoveryFailed`` without compensating anything.
 
-It also owns the tables the handler runtime needs: the Powertools idempotency table and the
-barrier table that refuses actions arriving after their compensation.
+It also owns the tables the handler runtime needs: the Powertools idempotency table, the
+barrier table that refuses actions arriving after their compensation, and the saga store that
+answers "what happened to saga X?" (kept current by the handlers, with each execution's ending
+recorded from Step Functions' status events).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from stacks.saga.declaration import (
     missing_handlers,
 )
 from stacks.saga.parking import CompensationParking
+from stacks.saga.status_events import ExecutionStatusEvents
 from stacks.saga.store import SagaStore
 from stacks.saga.tables import durable_table
 
@@ -134,11 +137,18 @@ class Saga(Construct):
         self._environment["SAGA_STORE_TABLE"] = self.store.table.table_name
         self.action_functions: dict[str, lambda_.Function] = {}
         self.compensation_functions: dict[str, lambda_.Function] = {}
+        # The store's terminal statuses come from the invocations that end a saga: the last
+        # action completes it, the first step's compensation (the last to run) compensates it.
+        last_action = definition.steps[-1].name
+        last_compensation = next((s.name for s in definition.steps if s.compensation), None)
         for step in definition.steps:
-            self.action_functions[step.name] = self._function(step, "action", step.action, code)
+            self.action_functions[step.name] = self._function(
+                step, "action", step.action, code,
+                finishes="completed" if step.name == last_action else None)
             if step.compensation:
                 self.compensation_functions[step.name] = self._function(
-                    step, "compensation", step.compensation, code
+                    step, "compensation", step.compensation, code,
+                    finishes="compensated" if step.name == last_compensation else None,
                 )
 
         self.parking = CompensationParking(
@@ -165,6 +175,8 @@ class Saga(Construct):
             ),
             comment=definition.description or f"Saga {definition.name}",
         )
+        self.status_events = ExecutionStatusEvents(self, "StatusEvents", saga=self, code=code,
+                                                   alarm_topic=alarm_topic)
         self._acknowledge_nag_findings()
 
     def _acknowledge_nag_findings(self) -> None:
@@ -180,7 +192,8 @@ class Saga(Construct):
             "AWSLambdaBasicExecutionRole is the AWS-maintained policy that only lets a function "
             "write its own CloudWatch Logs.",
         )
-        for function in [*self.functions, self.parking.redrive_function]:
+        for function in [*self.functions, self.parking.redrive_function,
+                         self.status_events.function]:
             for rule, reason in (xray, basic_role):
                 Validations.of(function).acknowledge(Acknowledgment(id=rule, reason=reason))
 
@@ -218,7 +231,8 @@ class Saga(Construct):
         for function in self.functions:
             function.add_environment(key, value)
 
-    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code) -> lambda_.Function:
+    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code,
+                  finishes: str | None) -> lambda_.Function:
         suffix = "Action" if phase == "action" else "Compensation"
         construct_id = f"{_pascal(step.name)}{suffix}"
         log_group = logs.LogGroup(
@@ -243,6 +257,7 @@ class Saga(Construct):
                 "SAGA_PHASE": phase,
                 # Without a compensation the action needs no late-action barrier.
                 "SAGA_HAS_COMPENSATION": "true" if step.compensation else "false",
+                **({"SAGA_FINISHES": finishes} if finishes else {}),
             },
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -250,6 +265,7 @@ class Saga(Construct):
         )
         self.idempotency_table.grant_read_write_data(function)
         self.barrier_table.grant_read_write_data(function)
+        self.store.grant_update(function)
         return function
 
     # -- state machine ---------------------------------------------------------------------

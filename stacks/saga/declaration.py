@@ -220,6 +220,11 @@ class SagaDefinition:
     name: str
     steps: Sequence[Step]
     description: str = ""
+    #: Dotted path of the pydantic model of the saga's input, in the Lambda code
+    #: (``"order_fulfillment.schema.OrderRequest"``). The API validates every start request
+    #: against it: at the gateway (as a JSON Schema request model) and in the handler.
+    #: ``None`` accepts any JSON object.
+    input_model: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
@@ -255,6 +260,11 @@ def _problems(saga: SagaDefinition) -> list[str]:
         problems.append(
             f"saga name '{saga.name}': use 1-40 lower-case letters, digits or '_', starting with a "
             "letter (it becomes the saga type in the API, metrics and idempotency keys)"
+        )
+    if saga.input_model is not None and not _HANDLER.match(saga.input_model):
+        problems.append(
+            f"input_model '{saga.input_model}': give the dotted path of a pydantic model in the "
+            "Lambda code, e.g. 'order_fulfillment.schema.OrderRequest'"
         )
     if not saga.steps:
         problems.append("no steps: declare at least one Step")

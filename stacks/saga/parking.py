@@ -16,8 +16,6 @@ import json
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -27,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from stacks.saga.alarms import threshold_alarm
 from stacks.saga.store import NOT_TERMINAL_CONDITION
 
 if TYPE_CHECKING:
@@ -131,54 +130,37 @@ class CompensationParking(Construct):
         )
         for function in saga.compensation_functions.values():
             function.grant_invoke(self.redrive_function)
-        saga.store.table.grant_read_write_data(self.redrive_function)
+        saga.store.grant_update(self.redrive_function)
         self.redrive_function.add_event_source(
             event_sources.SqsEventSource(self.queue, batch_size=batch_size,
                                          report_batch_item_failures=True)
         )
 
         name = definition.name
-        self.dlq_alarm = self._alarm(
-            "DeadLetterAlarm",
+        self.dlq_alarm = threshold_alarm(
+            self, "DeadLetterAlarm", topic=alarm_topic, description=
             f"Saga {name}: a parked compensation is in the DLQ and needs an operator (fix the "
             "cause, then Start DLQ redrive).",
-            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic="Maximum"),
             threshold=0,
         )
-        self.backlog_alarm = self._alarm(
-            "BacklogAlarm",
+        self.backlog_alarm = threshold_alarm(
+            self, "BacklogAlarm", topic=alarm_topic, description=
             f"Saga {name}: the compensation queue is not draining.",
-            self.queue.metric_approximate_age_of_oldest_message(
+            metric=self.queue.metric_approximate_age_of_oldest_message(
                 period=Duration.minutes(1), statistic="Maximum"),
             threshold=(oldest_message_alarm or Duration.minutes(15)).to_seconds(),
         )
         # A moved message keeps its first enqueue time: a saga left in the DLQ expires 14 days
         # after it was parked. Warn at 7 days, while the alarm above may already be ringing.
-        self.dlq_age_alarm = self._alarm(
-            "DeadLetterAgeAlarm",
+        self.dlq_age_alarm = threshold_alarm(
+            self, "DeadLetterAgeAlarm", topic=alarm_topic, description=
             f"Saga {name}: a parked compensation has waited in the DLQ for 7 days; SQS drops it "
             "at 14. Redrive it now.",
-            self.dead_letter_queue.metric_approximate_age_of_oldest_message(
+            metric=self.dead_letter_queue.metric_approximate_age_of_oldest_message(
                 period=Duration.minutes(5), statistic="Maximum"),
             threshold=Duration.days(7).to_seconds(),
-        )
-        if alarm_topic is not None:
-            for alarm in (self.dlq_alarm, self.backlog_alarm, self.dlq_age_alarm):
-                alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-
-    def _alarm(self, construct_id: str, description: str, metric: cloudwatch.IMetric,
-               threshold: float) -> cloudwatch.Alarm:
-        """An alarm on ``metric > threshold``, one period, quiet when there is no data."""
-        return cloudwatch.Alarm(
-            self,
-            construct_id,
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     def park(self, saga: Saga) -> sfn.IChainable:
@@ -221,48 +203,40 @@ class CompensationParking(Construct):
             errors=["States.ALL"], result_path="$.store_error",
         )
 
-        # The saga id is the input's saga_id or else the execution name; JSONPath cannot
-        # coalesce, so a Choice picks the key (only on this failure path).
-        def record(state_name: str, saga_id: str) -> tasks.DynamoUpdateItem:
-            update = tasks.DynamoUpdateItem(
-                self,
-                state_name,
-                state_name=state_name,
-                table=saga.store.table,
-                key={
-                    "saga_type": tasks.DynamoAttributeValue.from_string(saga.definition.name),
-                    "saga_id": tasks.DynamoAttributeValue.from_string(
-                        sfn.JsonPath.string_at(saga_id)),
-                },
-                update_expression=(
-                    "SET #status = :parked, execution_arn = :arn, "
-                    "parked_compensation = :compensation, "
-                    "updated_at = :now"
-                ),
-                condition_expression=NOT_TERMINAL_CONDITION,
-                expression_attribute_names={"#status": "status"},
-                expression_attribute_values={
-                    ":parked": tasks.DynamoAttributeValue.from_string("parked"),
-                    ":arn": tasks.DynamoAttributeValue.from_string(
-                        sfn.JsonPath.string_at("$$.Execution.Id")),
-                    ":compensation": tasks.DynamoAttributeValue.from_string(
-                        sfn.JsonPath.string_at("$.compensation_failure.failed_compensation")),
-                    ":now": tasks.DynamoAttributeValue.from_string(
-                        sfn.JsonPath.string_at("$$.State.EnteredTime")),
-                    ":completed": tasks.DynamoAttributeValue.from_string("completed"),
-                    ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
-                    ":failed": tasks.DynamoAttributeValue.from_string("failed"),
-                },
-                result_path=sfn.JsonPath.DISCARD,
-            )
-            # Finished meanwhile by the redrive (terminal status kept) or store unavailable:
-            # the message is already parked, which is what matters.
-            update.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")
-            return update.next(terminal)
-
-        choose = sfn.Choice(self, "record_parked", state_name="record_parked")
-        choose.when(sfn.Condition.is_present("$.saga_id"),
-                    record("record_parked_by_saga_id", "$.saga_id"))
-        choose.otherwise(record("record_parked_by_execution_name", "$$.Execution.Name"))
-        return send.next(choose)
+        # The saga id is the execution name (the runtime refuses any other).
+        update = tasks.DynamoUpdateItem(
+            self,
+            "record_parked",
+            state_name="record_parked",
+            table=saga.store.table,
+            key={
+                "saga_type": tasks.DynamoAttributeValue.from_string(saga.definition.name),
+                "saga_id": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Name")),
+            },
+            update_expression=(
+                "SET #status = :parked, execution_arn = :arn, "
+                "parked_compensation = :compensation, "
+                "updated_at = :now"
+            ),
+            condition_expression=NOT_TERMINAL_CONDITION,
+            expression_attribute_names={"#status": "status"},
+            expression_attribute_values={
+                ":parked": tasks.DynamoAttributeValue.from_string("parked"),
+                ":arn": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Id")),
+                ":compensation": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$.compensation_failure.failed_compensation")),
+                ":now": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.State.EnteredTime")),
+                ":completed": tasks.DynamoAttributeValue.from_string("completed"),
+                ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
+                ":failed": tasks.DynamoAttributeValue.from_string("failed"),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # Finished meanwhile by the redrive (terminal status kept) or store unavailable: the
+        # message is already parked, which is what matters.
+        update.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")
+        return send.next(update.next(terminal))
 

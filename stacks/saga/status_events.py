@@ -1,0 +1,103 @@
+"""Execution status events: how each saga execution ended, recorded in the saga store.
+
+An EventBridge rule on the saga's "Step Functions Execution Status Change" events invokes a
+small Lambda (``saga_runtime.status_events``) that writes the ending to the store. It covers the
+endings no step handler sees: a forward recovery that gave up, an execution stopped or timed out.
+An event that still fails after EventBridge's retries lands in a dead-letter queue, with an
+alarm, so a store that disagrees with Step Functions is always noticed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.saga.alarms import threshold_alarm
+
+if TYPE_CHECKING:
+    from stacks.saga.construct import Saga
+
+#: The execution statuses recorded (RUNNING is written by the API and the handlers).
+ENDED_STATUSES = ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+
+
+class ExecutionStatusEvents(Construct):
+    """The rule, Lambda, dead-letter queue and alarm that record execution endings.
+
+    Args:
+        saga: The saga whose state machine's events are recorded.
+        code: The Lambda code asset (it contains ``saga_runtime.status_events``).
+        alarm_topic: SNS topic notified when an event lands in the dead-letter queue (optional).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, saga: Saga,
+                 code: lambda_.Code, alarm_topic: sns.ITopic | None = None) -> None:
+        super().__init__(scope, construct_id)
+        name = saga.definition.name
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=saga.lambda_runtime,
+            handler="saga_runtime.status_events.handler",
+            code=code,
+            timeout=Duration.seconds(30),
+            memory_size=256,
+            layers=[saga.powertools_layer],
+            environment={
+                "SAGA_TYPE": name,
+                "SAGA_STORE_TABLE": saga.store.table.table_name,
+                "POWERTOOLS_SERVICE_NAME": name,
+            },
+            log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS,
+                                    removal_policy=RemovalPolicy.DESTROY),
+            tracing=lambda_.Tracing.ACTIVE,
+            description=f"Saga {name}: records how each execution ended in the saga store",
+        )
+        saga.store.grant_update(self.function)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Validations.of(self.dead_letter_queue).acknowledge(Acknowledgment(
+            id="AwsSolutions::AwsSolutions-SQS3",
+            reason="This queue is itself the dead-letter queue of the status-event rule's target.",
+        ))
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=f"Saga {name}: execution endings to the saga store",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "stateMachineArn": [saga.state_machine.state_machine_arn],
+                    "status": ENDED_STATUSES,
+                },
+            ),
+            targets=[targets.LambdaFunction(
+                self.function,
+                dead_letter_queue=self.dead_letter_queue,
+                retry_attempts=8,
+                max_event_age=Duration.hours(24),
+            )],
+        )
+        self.alarm = threshold_alarm(
+            self, "DeadLetterAlarm", topic=alarm_topic, description=(
+                f"Saga {name}: an execution ending could not be recorded in the saga store; the "
+                "event is in the status-event DLQ (its detail names the execution)."),
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"),
+            threshold=0,
+        )
