@@ -19,7 +19,7 @@ import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-DEFAULT_TIMEOUT_SECONDS = 30
+DEFAULT_TIMEOUT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class SagaApiClient:
         self.api_key = api_key
         self.sign = sign
         self._http = requests.Session()
+        # Enough pooled connections for a burst of concurrent starts from one client.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=256)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
 
     @classmethod
     def for_stack(cls, stack_name: str, *, region: str | None = None,

@@ -76,7 +76,7 @@ class DemoRun:
     @property
     def final_status(self) -> str:
         """The execution's status, or the store's for a saga finished by the redrive Lambda."""
-        if self.outcome.status == "compensation_failed" and self.stored_status:
+        if self.outcome.status == "parked" and self.stored_status:
             return self.stored_status
         return self.outcome.status
 
@@ -145,7 +145,7 @@ def _operate_parked(cloud: Any, participants: OrderParticipants, runs: list[Demo
                     notify: Callable[[str], None]) -> None:
     """What an operator does with a parked saga: let the queue try, fix the cause, redrive."""
     parked = [(run, saga_id) for run, (_, saga_id, _) in zip(runs, started, strict=True)
-              if run.outcome.status == "compensation_failed"]
+              if run.outcome.status == "parked"]
     if not parked:
         return
     sqs = cloud.client("sqs")

@@ -16,7 +16,7 @@ from typing import Any
 #: Terminal error names of the saga state machine (see stacks/saga/construct.py).
 STATUS_BY_ERROR = {
     "SagaCompensated": "compensated",
-    "CompensationFailed": "compensation_failed",
+    "CompensationFailed": "parked",
     "ForwardRecoveryFailed": "failed",
 }
 

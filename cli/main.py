@@ -305,6 +305,44 @@ def status(
     _print_answer(client.status(saga_type, saga_id))  # type: ignore[attr-defined]
 
 
+@app.command()
+def stuck(
+    status_name: str = typer.Option("compensating", "--status",
+                                    help="running, compensating or parked."),
+    older_than_minutes: float = typer.Option(15, "--older-than-minutes",
+                                             help="Not updated for at least this long."),
+    stack: str = STACK_OPTION,
+    region: str | None = REGION_OPTION,
+    endpoint_url: str | None = ENDPOINT_OPTION,
+    json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List sagas stuck in a status (one query on the saga store's status index)."""
+    from datetime import timedelta
+
+    import boto3
+
+    from cli.stuck import find_stuck
+
+    session = boto3.session.Session(region_name=region)
+    described = session.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(
+        StackName=stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    found = find_stuck(session.client("dynamodb", endpoint_url=endpoint_url),
+                       outputs["SagaStoreTableName"], status=status_name,
+                       older_than=timedelta(minutes=older_than_minutes))
+    if json_output:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"Sagas {status_name} for over {older_than_minutes:g} min: {len(found)}")
+    for column in ("saga type", "saga id", "current step", "phase", "updated at", "execution"):
+        table.add_column(column, overflow="fold")
+    for saga in found:
+        table.add_row(saga.get("saga_type", ""), saga.get("saga_id", ""),
+                      saga.get("current_step", "-"), saga.get("current_phase", "-"),
+                      saga.get("updated_at", ""), saga.get("execution_arn", ""))
+    Console().print(table)
+
+
 def main() -> None:
     """Entry point of the ``saga`` console script."""
     app()

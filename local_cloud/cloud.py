@@ -249,6 +249,7 @@ class LocalCloud:
             self._publish_assets(artifact)
             self._deploy(artifact)
             self._prepare_functions()
+            self._warm_state_machines()
         except BaseException:
             self.stop()
             raise
@@ -396,6 +397,22 @@ class LocalCloud:
                         f"stack {self.stack_name}: resource {resource.logical_id} "
                         f"(AWS::Lambda::Function): {exc}"
                     ) from exc
+
+    def _warm_state_machines(self) -> None:
+        """Parse each state machine's definition once now.
+
+        moto parses the definition at every execution start, and the parser's first run builds
+        caches for over a second; executions started together before that would each build them
+        at once (50 concurrent first starts take over 15 s on two cores).
+        """
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+        sfn = self.client("stepfunctions")
+        for resource in self.resources.values():
+            if resource.resource_type == "AWS::StepFunctions::StateMachine":
+                definition = sfn.describe_state_machine(
+                    stateMachineArn=resource.physical_id)["definition"]
+                AmazonStateLanguageParser.parse(definition)
 
     # -- use -------------------------------------------------------------------------------
 

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from local_cloud.errors import LocalCloudError
+
+logger = logging.getLogger(__name__)
 
 #: API Gateway's own payload limit.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -102,10 +106,15 @@ class LocalRestApi:
         invoke: Calls a Lambda by logical id with an event; returns (payload JSON text, errored).
         rest_api_logical_id: Which REST API, when the template has several.
         stage: The stage name put into the proxy events' request context.
+        max_concurrent_invocations: Integration calls that run at once; the others wait their
+            turn. Every local Lambda shares this process's CPU, so a burst of hundreds of calls
+            would otherwise all run past their timeout together; waiting does not count
+            towards a Lambda's timeout, as a throttled invocation's does not on AWS.
     """
 
     def __init__(self, template: dict[str, Any], invoke: Any, *,
-                 rest_api_logical_id: str | None = None, stage: str = "local") -> None:
+                 rest_api_logical_id: str | None = None, stage: str = "local",
+                 max_concurrent_invocations: int = 8) -> None:
         resources: dict[str, Any] = template.get("Resources", {})
         apis = [k for k, r in resources.items() if r.get("Type") == "AWS::ApiGateway::RestApi"]
         if rest_api_logical_id is None:
@@ -116,6 +125,7 @@ class LocalRestApi:
         self.api_id = rest_api_logical_id
         self.stage = stage
         self._invoke = invoke
+        self._invocation_slots = threading.BoundedSemaphore(max_concurrent_invocations)
         mine = {k: r for k, r in resources.items()
                 if _ref(r.get("Properties", {}).get("RestApiId")) == rest_api_logical_id}
         self._paths = self._resource_paths(mine, rest_api_logical_id)
@@ -251,7 +261,8 @@ class LocalRestApi:
         forwarded = {"X-Forwarded-Proto": "http", "X-Forwarded-For": source_ip}
         headers = {**{k: v for k, v in forwarded.items() if k.lower() not in lower}, **headers}
         event = self._proxy_event(route, path, query, headers, text, path_params, source_ip)
-        payload, errored = self._invoke(route.function_logical_id, event)
+        with self._invocation_slots:
+            payload, errored = self._invoke(route.function_logical_id, event)
         return _proxy_response(payload, errored, self)
 
     def _proxy_event(self, route: _Method, path: str, query: str, headers: dict[str, str],
@@ -324,4 +335,6 @@ def _proxy_response(payload: str, errored: bool, api: LocalRestApi) -> HttpRespo
         data = base64.b64decode(body) if answer.get("isBase64Encoded") else str(body).encode()
         return HttpResponse(int(answer["statusCode"]), headers, data)
     except (ValueError, TypeError):
+        # What API Gateway would write to its execution log.
+        logger.warning("Lambda proxy answer is an error or malformed: %s", payload[:2000])
         return api._gateway_response("INTEGRATION_FAILURE")

@@ -118,9 +118,19 @@ class LocalSagaServer:
             self._moto_server = ThreadedMotoServer(ip_address=self.host, port=self._aws_port,
                                                    verbose=False)
             self._moto_server.start()
+        self._warm_up()
         self._spawn(self._api_server.serve_forever, "saga-api")
         self._spawn(self._pump_forever, "event-sources")
         return self
+
+    def _warm_up(self) -> None:
+        """One request per route before serving: the API Lambda's first import and clients are
+        paid here, not by the first burst of callers (a cold Lambda, locally, is in-process)."""
+        for method in self.api.methods:
+            if method.http_method == "GET":
+                path = method.resource_path.replace("{saga_id}", "warm-up").replace(
+                    "{saga_type}", "warm-up")
+                self.api.handle("GET", path, {"Host": "localhost"}, b"")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

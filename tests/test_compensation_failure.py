@@ -30,14 +30,14 @@ def run(setup: dict[str, Any], faults: list[dict[str, Any]]) -> tuple[Any, dict[
     return outcome(setup["sfn"], arn), setup["participants"].saga_effects(saga_id)
 
 
-def test_compensation_that_keeps_failing_ends_in_compensation_failed(
+def test_compensation_that_keeps_failing_is_parked(
     setup: dict[str, Any],
 ) -> None:
     result, effects = run(setup, [
         {"step": "create_shipment", "kind": "business_error"},
         {"step": "charge_payment", "phase": "compensation", "kind": "transient_error"},
     ])
-    assert result.status == "compensation_failed"
+    assert result.status == "parked"
     assert result.error == "CompensationFailed"
     assert result.compensations_run == ["create_shipment", "charge_payment"]
     cause = result.cause

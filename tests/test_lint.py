@@ -35,7 +35,11 @@ def test_cdk_nag_findings_are_all_acknowledged_with_a_reason(assembly_dir: Path)
     assert nag["conclusion"] == "success"
     assert nag["violations"] == []
     accepted = {v["ruleName"].split("[")[0] for v in nag["suppressedViolations"]}
-    assert accepted == {"AwsSolutions-IAM4", "AwsSolutions-IAM5"}
+    # IAM: managed logging policies, X-Ray and '<arn>:*' of the saga's own resources;
+    # APIG3: WAF left to the account; COG4: IAM auth instead of Cognito; SQS3: the status-event
+    # DLQ is itself a dead-letter queue.
+    assert accepted == {"AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-APIG3",
+                        "AwsSolutions-COG4", "AwsSolutions-SQS3"}
     for violation in nag["suppressedViolations"]:
         assert len(violation["reason"]) > 40, violation["ruleName"]
 

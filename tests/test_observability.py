@@ -38,7 +38,11 @@ def test_business_error_is_logged_and_counted(
     # capture); point it at a buffer for this test. EMF metrics are print()ed to sys.stdout.
     capsys.readouterr()
     log_buffer = io.StringIO()
-    handlers = logging.getLogger("order_fulfillment").handlers
+    # The runtime's logger, whatever service name it took from the first function (or test)
+    # that imported it: every in-process function shares the module.
+    import saga_runtime.step
+
+    handlers = logging.getLogger(saga_runtime.step.logger.name).handlers
     assert handlers, "the handlers' Powertools logger is not set up"
     previous = [h.setStream(log_buffer) for h in handlers]  # type: ignore[attr-defined]
     state = order_input(sku="sku-sold-out")

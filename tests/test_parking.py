@@ -78,7 +78,7 @@ def test_permanent_failure_parks_once_then_operator_fix_and_redrive_finish(
     saga_id, arn = start(env, [SHIPMENT_FAILS], fault_table=True)
     p.set_fault_rules(saga_id, [compensation_fault("charge_payment")])  # until an operator fixes
     result = finish(env, arn)
-    assert result.status == "compensation_failed"
+    assert result.status == "parked"
     assert result.compensations_run == ["create_shipment", "charge_payment"]
     assert store_item(env, saga_id)["status"] == "parked"
     assert store_item(env, saga_id)["parked_compensation"] == "charge_payment"
@@ -130,7 +130,7 @@ def test_failing_fewer_times_than_max_receive_count_finishes_through_the_queue(
 ) -> None:
     saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
         "charge_payment", times=COMPENSATION_ATTEMPTS + MAX_RECEIVE_COUNT - 1)])
-    assert finish(env, arn).status == "compensation_failed"
+    assert finish(env, arn).status == "parked"
     env["cloud"].pump_event_sources()
     assert in_queue(env, "dlq", saga_id) == []
     assert store_item(env, saga_id)["status"] == "compensated"
@@ -143,7 +143,7 @@ def test_failing_more_lands_in_the_dlq_and_finishes_after_a_dlq_redrive(
 ) -> None:
     saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
         "reserve_inventory", times=COMPENSATION_ATTEMPTS + MAX_RECEIVE_COUNT)])
-    assert finish(env, arn).status == "compensation_failed"
+    assert finish(env, arn).status == "parked"
     env["cloud"].pump_event_sources()
     [parked] = in_queue(env, "dlq", saga_id)
     assert parked.failed_compensation == "reserve_inventory"
@@ -161,7 +161,7 @@ def test_duplicate_delivery_of_a_parked_message_has_one_effect(env: dict[str, An
     stock0, balance0 = p.stock(SKU_PARK), p.books()["balances"][CUSTOMER_PARK]
     saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
         "charge_payment", times=COMPENSATION_ATTEMPTS)])
-    assert finish(env, arn).status == "compensation_failed"
+    assert finish(env, arn).status == "parked"
     [body] = [m["Body"] for m in env["sqs"].receive_message(
         QueueUrl=env["queue"], MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
         if json.loads(m["Body"])["state"].get("saga_id") == saga_id]
@@ -219,7 +219,7 @@ def test_late_action_after_a_redrive_finished_compensation_has_no_effect(
     late_actions: dict[str, Any], step: str,
 ) -> None:
     result = late_actions["results"][step]
-    assert result.status == "compensation_failed"
+    assert result.status == "parked"
     assert result.cause["failed_compensation"] == step
     # The redrive Lambda finished the compensation before the action woke up...
     assert late_actions["statuses"][step] == "compensated"
@@ -238,7 +238,7 @@ def test_late_actions_left_the_books_as_they_were(env: dict[str, Any],
 def test_poison_messages_reach_the_dlq_and_good_ones_finish(env: dict[str, Any]) -> None:
     saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
         "charge_payment", times=COMPENSATION_ATTEMPTS)])
-    assert finish(env, arn).status == "compensation_failed"
+    assert finish(env, arn).status == "parked"
     poison = [
         "this is not json",
         json.dumps({"kind": "saga_kit.parked_compensation", "version": 1,
@@ -277,7 +277,7 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
         "charge_payment", times=COMPENSATION_ATTEMPTS + MAX_RECEIVE_COUNT)])
-    assert finish(env, arn).status == "compensation_failed"
+    assert finish(env, arn).status == "parked"
     env["cloud"].pump_event_sources()
     monkeypatch.setattr(cli_main, "_stack_outputs",
                         lambda *_args: (env["sqs"], env["cloud"].outputs))

@@ -150,7 +150,7 @@ def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
     handlers = {k: f for k, f in functions.items()
                 if "SAGA_STEP" in f["Properties"]["Environment"]["Variables"]}
     assert len(handlers) == 7  # 4 actions + 3 compensations
-    assert len(functions) == 9  # and the redrive and status-event Lambdas
+    assert len(functions) == 10  # and the redrive, status-event and API Lambdas
     for function in handlers.values():
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.")

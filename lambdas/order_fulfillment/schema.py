@@ -16,7 +16,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 class FaultRule(BaseModel):
     """A fault for the simulated participants to inject (see ``order_fulfillment.faults``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     step: Literal["reserve_inventory", "charge_payment", "create_shipment", "send_confirmation"]
     phase: Literal["action", "compensation"] = "action"
@@ -28,7 +28,7 @@ class FaultRule(BaseModel):
 class OrderRequest(BaseModel):
     """One order line: reserve ``quantity`` of ``sku``, charge ``amount_cents``, ship, confirm."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     order_id: Identifier
     customer_id: Identifier

@@ -197,7 +197,9 @@ def start(saga_type: str) -> Response:
                                 "different body; use a new key for a new saga") from None
         duplicate = True
     if not duplicate:
-        _record_start(route, saga_type, saga_id, arn, document)
+        # Step Functions answers a repeated start of a running execution (same name, same
+        # input) with that execution; the store's start record tells the repeat apart.
+        duplicate = not _record_start(route, saga_type, saga_id, arn, document)
     status = _stored(route, saga_type, saga_id)
     url = _status_url(saga_type, saga_id)
     logger.info("saga started" if not duplicate else "duplicate start answered",
@@ -213,8 +215,11 @@ def start(saga_type: str) -> Response:
 
 
 def _record_start(route: dict[str, Any], saga_type: str, saga_id: str, arn: str,
-                  document: str) -> None:
-    """The store's first word on the saga: running, when, and a digest of what was asked."""
+                  document: str) -> bool:
+    """The store's first word on the saga: running, when, and a digest of what was asked.
+
+    Returns ``False`` when a start was already recorded (this request is a repeat).
+    """
     now = store.timestamp(datetime.now(UTC))
     try:
         dynamodb_client().update_item(
@@ -225,6 +230,7 @@ def _record_start(route: dict[str, Any], saga_type: str, saga_id: str, arn: str,
                 "created_at = if_not_exists(created_at, :now), "
                 "updated_at = if_not_exists(updated_at, :now), request_sha256 = :digest"
             ),
+            ConditionExpression="attribute_not_exists(request_sha256)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":running": {"S": store.RUNNING}, ":arn": {"S": arn}, ":now": {"S": now},
@@ -232,8 +238,11 @@ def _record_start(route: dict[str, Any], saga_type: str, saga_id: str, arn: str,
             },
         )
     except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
         # The execution runs whatever the store says; its handlers will write the item.
         logger.warning(f"saga store not updated at start: {error}")
+    return True
 
 
 def _stored(route: dict[str, Any], saga_type: str, saga_id: str) -> dict[str, Any] | None:

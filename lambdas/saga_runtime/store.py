@@ -34,7 +34,8 @@ TERMINAL_STATUSES = frozenset({COMPLETED, COMPENSATED, FAILED})
 #: From which statuses each status may be entered ("" means: the item has no status yet).
 ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     RUNNING: ("",),
-    COMPENSATING: ("", RUNNING, COMPENSATING, PARKED),
+    # Not from PARKED: the redrive's attempts keep a parked saga parked until it is compensated.
+    COMPENSATING: ("", RUNNING, COMPENSATING),
     COMPLETED: ("", RUNNING),
     COMPENSATED: ("", RUNNING, COMPENSATING, PARKED),
     PARKED: ("", RUNNING, COMPENSATING, PARKED),
@@ -49,7 +50,7 @@ MAX_ERROR_CHARS = 300
 #: Entries kept in the log; older ones are dropped first (a step retrying all day).
 MAX_LOG_ENTRIES = 200
 
-logger = Logger(child=True)
+logger = Logger()
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -212,14 +213,16 @@ def record_invocation(
     duplicate: bool = False,
     finishes: str | None = None,
     failure: dict[str, Any] | None = None,
+    table: str | None = None,
 ) -> None:
     """Appends one handler invocation to the saga's log and moves its status along.
 
     An action keeps the saga ``running`` (or, with ``finishes="completed"``, completes it when it
     succeeds); a compensation makes it ``compensating`` (``compensated`` for the last one to run).
-    The store is a view: a write that fails is logged and never fails the step.
+    The store is a view: a write that fails is logged and never fails the step. ``table``
+    defaults to the function's ``SAGA_STORE_TABLE``.
     """
-    table = os.environ.get("SAGA_STORE_TABLE")
+    table = table or os.environ.get("SAGA_STORE_TABLE")
     if not table:
         return
     entry: dict[str, Any] = {
