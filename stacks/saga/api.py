@@ -97,15 +97,13 @@ class SagaApi(Construct):
             raise ValueError("SagaApi needs at least one saga")
         first = sagas[0]
         stack = Stack.of(self)
-        self.function = lambda_.Function(
+        self.function = first.runtime_function(
             self,
             "Handler",
-            runtime=first.lambda_runtime,
             handler="saga_runtime.api.handler",
             code=code,
             timeout=Duration.seconds(10),
             memory_size=512,
-            layers=[first.powertools_layer],
             environment={
                 "SAGA_API_ROUTES": stack.to_json_string({
                     saga.definition.name: {
@@ -118,9 +116,6 @@ class SagaApi(Construct):
                 "SAGA_API_REQUIRE_IDEMPOTENCY_KEY": "true" if require_idempotency_key else "false",
                 "POWERTOOLS_SERVICE_NAME": "saga_api",
             },
-            log_group=logs.LogGroup(self, "HandlerLogs", retention=logs.RetentionDays.THREE_MONTHS,
-                                    removal_policy=RemovalPolicy.DESTROY),
-            tracing=lambda_.Tracing.ACTIVE,
             description="Saga API: starts sagas and reports their status",
         )
         for saga in sagas:

@@ -226,6 +226,37 @@ class Saga(Construct):
             found.append(self.compensation_functions[step_name])
         return found
 
+    def runtime_function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        code: lambda_.Code,
+        timeout: Duration,
+        environment: Mapping[str, str],
+        description: str,
+        memory_size: int = 256,
+    ) -> lambda_.Function:
+        """A Lambda of the kit's own (redrive, status events, API) as the saga's handlers are
+        built: same runtime and Powertools layer, a log group kept three months, X-Ray on."""
+        return lambda_.Function(
+            scope,
+            construct_id,
+            runtime=self.lambda_runtime,
+            handler=handler,
+            code=code,
+            timeout=timeout,
+            memory_size=memory_size,
+            layers=[self.powertools_layer],
+            environment=dict(environment),
+            log_group=logs.LogGroup(scope, f"{construct_id}Logs",
+                                    retention=logs.RetentionDays.THREE_MONTHS,
+                                    removal_policy=RemovalPolicy.DESTROY),
+            tracing=lambda_.Tracing.ACTIVE,
+            description=description,
+        )
+
     def add_environment(self, key: str, value: str) -> None:
         """Sets an environment variable on every handler function."""
         for function in self.functions:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -100,15 +99,12 @@ class CompensationParking(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-        self.redrive_function = lambda_.Function(
+        self.redrive_function = saga.runtime_function(
             self,
             "RedriveFunction",
-            runtime=saga.lambda_runtime,
             handler="saga_runtime.redrive.handler",
             code=code,
             timeout=Duration.seconds(redrive_timeout),
-            memory_size=256,
-            layers=[saga.powertools_layer],
             environment={
                 "SAGA_TYPE": definition.name,
                 "SAGA_STORE_TABLE": saga.store.table.table_name,
@@ -123,9 +119,6 @@ class CompensationParking(Construct):
                 "POWERTOOLS_SERVICE_NAME": definition.name,
                 "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
             },
-            log_group=logs.LogGroup(self, "RedriveLogs", retention=logs.RetentionDays.THREE_MONTHS,
-                                    removal_policy=RemovalPolicy.DESTROY),
-            tracing=lambda_.Tracing.ACTIVE,
             description=f"Saga {definition.name}: finishes parked compensations",
         )
         for function in saga.compensation_functions.values():

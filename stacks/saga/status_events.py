@@ -15,7 +15,6 @@ from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -42,23 +41,17 @@ class ExecutionStatusEvents(Construct):
                  code: lambda_.Code, alarm_topic: sns.ITopic | None = None) -> None:
         super().__init__(scope, construct_id)
         name = saga.definition.name
-        self.function = lambda_.Function(
+        self.function = saga.runtime_function(
             self,
             "Function",
-            runtime=saga.lambda_runtime,
             handler="saga_runtime.status_events.handler",
             code=code,
             timeout=Duration.seconds(30),
-            memory_size=256,
-            layers=[saga.powertools_layer],
             environment={
                 "SAGA_TYPE": name,
                 "SAGA_STORE_TABLE": saga.store.table.table_name,
                 "POWERTOOLS_SERVICE_NAME": name,
             },
-            log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS,
-                                    removal_policy=RemovalPolicy.DESTROY),
-            tracing=lambda_.Tracing.ACTIVE,
             description=f"Saga {name}: records how each execution ended in the saga store",
         )
         saga.store.grant_update(self.function)
