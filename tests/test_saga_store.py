@@ -3,6 +3,7 @@ moved back, matching the execution history step for step, and queryable for stuc
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,3 +142,17 @@ def test_log_is_bounded_and_counts_what_it_drops(cloud: Any, store_table: str,
     item = _item(cloud, store_table, "chatty")
     assert len(item["log"]) == 3 and item["log_entries_dropped"] == 2
     assert item["status"] == "compensating"
+
+
+def test_saga_stuck_command_lists_them(cloud: Any, store_table: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    store.move(cloud.client("dynamodb"), store_table, "order_fulfillment", "stuck-for-cli",
+               store.PARKED, now=datetime.now(UTC) - timedelta(hours=2))
+    shown = CliRunner().invoke(app, ["stuck", "--status", "parked", "--older-than-minutes", "60",
+                                     "--stack", cloud.stack_name, "--region", cloud.region,
+                                     "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "stuck-for-cli" in [s["saga_id"] for s in json.loads(shown.stdout)]
