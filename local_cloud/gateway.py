@@ -217,7 +217,9 @@ class LocalRestApi:
                     best = (key, candidate, params)
         return (best[1], best[2]) if best else None
 
-    def _gateway_response(self, kind: str, **error: str) -> HttpResponse:
+    def gateway_response(self, kind: str, **error: str) -> HttpResponse:
+        """API Gateway's own answer of type ``kind`` (the template's gateway response if it
+        defines one), with ``$context.error.<name>`` filled from ``error``."""
         status, template = self.responses[kind]
 
         def fill(match: re.Match[str]) -> str:
@@ -235,28 +237,28 @@ class LocalRestApi:
         """Answers one HTTP request the way the deployed API would."""
         path, _, query = raw_path.partition("?")
         if len(body) > MAX_PAYLOAD_BYTES:
-            return self._gateway_response("REQUEST_TOO_LARGE",
+            return self.gateway_response("REQUEST_TOO_LARGE",
                                           message="Request Too Long")
         matched = self._match(method.upper(), path)
         if matched is None:
-            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN")
+            return self.gateway_response("MISSING_AUTHENTICATION_TOKEN")
         route, path_params = matched
         lower = {k.lower(): v for k, v in headers.items()}
         if route.api_key_required and not lower.get("x-api-key"):
-            return self._gateway_response("INVALID_API_KEY")
+            return self.gateway_response("INVALID_API_KEY")
         if route.validate_parameters:
             missing = [name.rsplit(".", 1)[-1] for name, required in route.required_parameters.items()
                        if required and name.startswith("method.request.header.")
                        and name.rsplit(".", 1)[-1].lower() not in lower]
             if missing:
-                return self._gateway_response(
+                return self.gateway_response(
                     "BAD_REQUEST_PARAMETERS",
                     message=f"Missing required request parameters: [{', '.join(missing)}]")
         text = body.decode("utf-8", errors="replace") if body else None
         if route.validate_body and route.model is not None:
             problem = _validate_body(route.model, text)
             if problem:
-                return self._gateway_response("BAD_REQUEST_BODY", validationErrorString=problem)
+                return self.gateway_response("BAD_REQUEST_BODY", validationErrorString=problem)
         # API Gateway tells the integration how the client connected.
         forwarded = {"X-Forwarded-Proto": "http", "X-Forwarded-For": source_ip}
         headers = {**{k: v for k, v in forwarded.items() if k.lower() not in lower}, **headers}
@@ -337,4 +339,4 @@ def _proxy_response(payload: str, errored: bool, api: LocalRestApi) -> HttpRespo
     except (ValueError, TypeError):
         # What API Gateway would write to its execution log.
         logger.warning("Lambda proxy answer is an error or malformed: %s", payload[:2000])
-        return api._gateway_response("INTEGRATION_FAILURE")
+        return api.gateway_response("INTEGRATION_FAILURE")

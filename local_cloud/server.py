@@ -42,7 +42,7 @@ def _handler_class(api: LocalRestApi) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_PAYLOAD_BYTES:
-                answer = api._gateway_response("REQUEST_TOO_LARGE", message="Request Too Long")
+                answer = api.gateway_response("REQUEST_TOO_LARGE", message="Request Too Long")
                 self.close_connection = True
             else:
                 body = self.rfile.read(length) if length else b""
@@ -51,7 +51,7 @@ def _handler_class(api: LocalRestApi) -> type[BaseHTTPRequestHandler]:
                                         self.client_address[0])
                 except Exception:
                     logger.exception("local API failed on %s %s", self.command, self.path)
-                    answer = api._gateway_response("INTEGRATION_FAILURE")
+                    answer = api.gateway_response("INTEGRATION_FAILURE")
             self._send(answer)
 
         def _send(self, answer: HttpResponse) -> None:

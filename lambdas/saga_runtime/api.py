@@ -103,19 +103,11 @@ def _model(path: str) -> Any:
         return _models[path]
 
 
-def _header(name: str) -> str | None:
-    wanted = name.lower()
-    for key, value in (app.current_event.headers or {}).items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
 def _status_url(saga_type: str, saga_id: str) -> str:
     """The saga's status URL, under the same base (host and stage) the request came to."""
     event = app.current_event
-    host = _header("Host") or event.request_context.domain_name or ""
-    proto = _header("X-Forwarded-Proto") or "https"
+    host = app.current_event.get_header_value("Host") or event.request_context.domain_name or ""
+    proto = app.current_event.get_header_value("X-Forwarded-Proto") or "https"
     full_path = event.request_context.path or event.path
     base = full_path[: -len(event.path)] if full_path.endswith(event.path) else ""
     return f"{proto}://{host}{base}/sagas/{saga_type}/{saga_id}"
@@ -156,7 +148,7 @@ def validated_input(route: dict[str, Any], raw: str | None) -> dict[str, Any]:
 
 
 def _saga_id() -> str:
-    key = _header(IDEMPOTENCY_HEADER)
+    key = app.current_event.get_header_value(IDEMPOTENCY_HEADER)
     if key is None:
         if os.environ.get("SAGA_API_REQUIRE_IDEMPOTENCY_KEY", "true") == "true":
             raise ApiError(400, f"the {IDEMPOTENCY_HEADER} header is required: a client retry "

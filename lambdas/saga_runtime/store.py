@@ -15,11 +15,14 @@ or reordered write can never move a saga back, and never out of a terminal statu
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 RUNNING = "running"
@@ -32,8 +35,10 @@ STATUSES = (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, PARKED, FAILED)
 TERMINAL_STATUSES = frozenset({COMPLETED, COMPENSATED, FAILED})
 
 #: From which statuses each status may be entered ("" means: the item has no status yet).
+#: Staying in a status is a move too, so the common write (one more step of a running saga)
+#: succeeds at the first request.
 ALLOWED_FROM: dict[str, tuple[str, ...]] = {
-    RUNNING: ("",),
+    RUNNING: ("", RUNNING),
     # Not from PARKED: the redrive's attempts keep a parked saga parked until it is compensated.
     COMPENSATING: ("", RUNNING, COMPENSATING),
     COMPLETED: ("", RUNNING),
@@ -80,34 +85,29 @@ def transition_condition(target: str) -> tuple[str, dict[str, Any]]:
     return " OR ".join(parts), values
 
 
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
 def to_dynamodb(value: Any) -> dict[str, Any]:
-    """A plain JSON value as a DynamoDB attribute value (no float rounding: numbers as text)."""
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, (int, float)):
-        return {"N": str(value)}
-    if isinstance(value, dict):
-        return {"M": {str(k): to_dynamodb(v) for k, v in value.items()}}
-    if isinstance(value, (list, tuple)):
-        return {"L": [to_dynamodb(v) for v in value]}
-    return {"S": str(value)}
+    """A plain JSON value as a DynamoDB attribute value (boto3's serializer; floats go through
+    ``Decimal`` from their JSON text, so nothing is rounded)."""
+    return _serializer.serialize(json.loads(json.dumps(value, default=str), parse_float=Decimal))
 
 
 def from_dynamodb(value: dict[str, Any]) -> Any:
-    """The inverse of :func:`to_dynamodb` (numbers come back as int when they are integral)."""
-    (kind, inner), = value.items()
-    if kind == "NULL":
-        return None
-    if kind == "N":
-        number = float(inner)
-        return int(number) if number.is_integer() and "." not in inner else number
-    if kind == "M":
-        return {k: from_dynamodb(v) for k, v in inner.items()}
-    if kind == "L":
-        return [from_dynamodb(v) for v in inner]
-    return inner
+    """The inverse of :func:`to_dynamodb`: plain JSON values, integral numbers as ``int``."""
+    return _plain(_deserializer.deserialize(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def item_to_json(item: dict[str, Any]) -> dict[str, Any]:
@@ -137,26 +137,28 @@ def move(
     sets = {"updated_at": timestamp(now), **(extra_set or {})}
     if target in TERMINAL_STATUSES:
         sets.update(finished_at=timestamp(now), expires_at=expires_at(now))
-    attempts: list[tuple[dict[str, Any], dict[str, Any] | None, str | None]] = [
-        ({**sets, "status": target}, log_entry, condition),
-    ]
     plain = {k: v for k, v in sets.items() if k not in ("finished_at", "expires_at")}
-    if log_entry is not None:
-        attempts.append(({**plain, "status": target}, None, condition))
-        attempts.append((plain, log_entry, None))
-    attempts.append((plain, None, None))
-    for index, (attributes, entry, required) in enumerate(attempts):
+    with_status, with_log = True, log_entry is not None
+    for attempt in range(3):
+        if attempt == 2:  # the item keeps changing under us: record what needs no condition
+            with_status, with_log = False, False
         try:
-            _update(client, table, saga_type, saga_id, attributes, entry, required,
-                    condition_values if required else {}, now,
-                    count_dropped=log_entry is not None and entry is None)
-            return required is not None
+            _update(client, table, saga_type, saga_id,
+                    {**sets, "status": target} if with_status else plain,
+                    log_entry if with_log else None,
+                    condition if with_status else None,
+                    condition_values if with_status else {}, now,
+                    count_dropped=log_entry is not None and not with_log)
+            return with_status
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException" or (
-                index == len(attempts) - 1
-            ):
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-    return False  # unreachable: the last attempt has no condition
+            # The item as it was tells which condition failed: the move, or the log's cap.
+            old = error.response.get("Item") or {}
+            with_status = old.get("status", {}).get("S", "") in ALLOWED_FROM[target]
+            with_log = log_entry is not None and (
+                len(old.get("log", {}).get("L", [])) < MAX_LOG_ENTRIES)
+    return False  # unreachable: the third attempt has no condition
 
 
 def _update(
@@ -193,6 +195,7 @@ def _update(
     }
     if conditions:
         request["ConditionExpression"] = " AND ".join(conditions)
+        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     if not names:
         del request["ExpressionAttributeNames"]
     client.update_item(**request)
