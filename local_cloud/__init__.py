@@ -3,11 +3,12 @@
 See ``local_cloud/README.md`` for what moto does not emulate and how LocalCloud copes.
 """
 
-from local_cloud.cloud import LocalCloud, StackResource
+from local_cloud.cloud import DEFAULT_TIME_DILATION, LocalCloud, StackResource
 from local_cloud.errors import CodeConflictError, DeployError, LocalCloudError, ResourceLookupError
 from local_cloud.lambda_runner import LambdaContext
 
 __all__ = [
+    "DEFAULT_TIME_DILATION",
     "CodeConflictError",
     "DeployError",
     "LambdaContext",

@@ -28,6 +28,7 @@ from moto.core.config import DefaultConfig
 from local_cloud.assembly import StackArtifact, asset_bytes, file_assets, load_stack
 from local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
 from local_cloud.event_sources import no_inline_sqs_delivery, pump_sqs_event_sources
+from local_cloud.handler_time import HandlerTime
 from local_cloud.lambda_runner import InProcessLambdaRunner, InvocationRecord
 from local_cloud.moto_patches import (
     ResourceFailure,
@@ -42,6 +43,7 @@ from local_cloud.moto_patches import (
 )
 from local_cloud.sqs_move_tasks import message_move_tasks
 from local_cloud.status_events import execution_status_events
+from local_cloud.wall_clock import sweep_expired_items
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ MOTO_CONFIG: DefaultConfig = {
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 #: ``cdk bootstrap`` writes its stack version here; templates check it is at least 6.
 MIN_BOOTSTRAP_VERSION = 21
+#: A handler must be starved of the CPU for 20 times its timeout before it times out, while one
+#: that sleeps (a scenario's slow handler) times out on time: see local_cloud/handler_time.py.
+DEFAULT_TIME_DILATION = 20.0
 _POLL_START = 0.01
 _POLL_MAX = 0.1
 _STOP_GRACE_SECONDS = 2.0
@@ -109,9 +114,10 @@ class _SharedMoto:
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _current: ClassVar[_SharedMoto | None] = None
 
-    def __init__(self, region: str, instant_retries: bool) -> None:
+    def __init__(self, region: str, instant_retries: bool, time_dilation: float) -> None:
         self.instant_retries = instant_retries
-        self.runner = InProcessLambdaRunner(region)
+        self.handler_time = HandlerTime(time_dilation)
+        self.runner = InProcessLambdaRunner(region, self.handler_time)
         self.users = 0
         self._exit_stack = ExitStack()
         stack = self._exit_stack
@@ -133,23 +139,26 @@ class _SharedMoto:
             stack.enter_context(execution_status_events())
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
+            stack.enter_context(self.handler_time.installed())
             stack.enter_context(self.runner.installed())
         except BaseException:
             stack.close()
             raise
 
     @classmethod
-    def acquire(cls, region: str, instant_retries: bool) -> _SharedMoto:
+    def acquire(cls, region: str, instant_retries: bool, time_dilation: float) -> _SharedMoto:
         """The running engine (started now if none), with one more user."""
         with cls._lock:
             engine = cls._current
             if engine is None:
-                engine = cls(region, instant_retries)
+                engine = cls(region, instant_retries, time_dilation)
                 cls._current = engine
-            elif engine.instant_retries != instant_retries:
+            elif (engine.instant_retries, engine.handler_time.dilation) != (
+                    instant_retries, float(time_dilation)):
                 raise LocalCloudError(
-                    f"a LocalCloud with instant_retries={engine.instant_retries} is already running "
-                    "in this process; overlapping clouds must agree on it"
+                    f"a LocalCloud with instant_retries={engine.instant_retries} and "
+                    f"time_dilation={engine.handler_time.dilation:g} is already running in this "
+                    "process; overlapping clouds must agree on both"
                 )
             engine.users += 1
             return engine
@@ -189,6 +198,11 @@ class LocalCloud:
         instant_retries: make Step Functions ``Retry`` backoff sleeps instant, so retry paths
             run in milliseconds. Task ``TimeoutSeconds`` and ``Wait`` states keep real time.
         region: the region everything is deployed to.
+        time_dilation: how much less than a second a second of wall time a Lambda handler spends
+            awake counts towards its task's ``TimeoutSeconds`` and its own ``Timeout``; time it
+            spends in ``time.sleep`` counts in full (see :mod:`local_cloud.handler_time`). The
+            default, :data:`DEFAULT_TIME_DILATION`, means a busy machine never times out a
+            handler that a scenario did not make slow on purpose; 1 is plain wall time.
     """
 
     def __init__(
@@ -198,11 +212,13 @@ class LocalCloud:
         *,
         instant_retries: bool = True,
         region: str = "us-east-1",
+        time_dilation: float = DEFAULT_TIME_DILATION,
     ) -> None:
         self.assembly_dir = Path(assembly_dir)
         self.stack_name = stack_name
         self.instant_retries = instant_retries
         self.region = region
+        self.time_dilation = time_dilation
         #: CloudFormation stack outputs, OutputKey -> OutputValue (filled by :meth:`start`).
         self.outputs: dict[str, str] = {}
         #: Every resource moto created, by logical id.
@@ -239,7 +255,7 @@ class LocalCloud:
         if self._engine is not None:
             raise LocalCloudError("this LocalCloud is already running")
         artifact = load_stack(self.assembly_dir, self.stack_name)  # fail before touching moto
-        engine = _SharedMoto.acquire(self.region, self.instant_retries)
+        engine = _SharedMoto.acquire(self.region, self.instant_retries, self.time_dilation)
         self._engine = engine
         try:
             self._session = boto3.session.Session(region_name=self.region)
@@ -493,17 +509,32 @@ class LocalCloud:
         return self._runner.journal_snapshot()
 
     def pump_event_sources(self, max_batches: int = 10_000) -> int:
-        """Deliver queued SQS messages to their Lambda event source mappings until the queues
-        are empty, as Lambda's poller would; returns the number of batches delivered.
+        """Deliver queued SQS messages to this stack's Lambda event source mappings until the
+        queues are empty, as Lambda's poller would; returns the number of batches delivered.
 
         A message whose processing fails is released at once (no visibility-timeout wait) and,
         after the queue's ``maxReceiveCount`` deliveries, moved to its dead-letter queue by SQS.
         See :mod:`local_cloud.event_sources`.
         """
+        own = {r.physical_id for r in self.resources.values()
+               if r.resource_type == "AWS::Lambda::Function"}
         delivered = pump_sqs_event_sources(self.client("lambda"), self.client("sqs"), self.region,
-                                           max_batches)
+                                           max_batches, functions=own)
         self._raise_harness_errors()
         return delivered
+
+    def sweep_expired_items(self, now: float | None = None) -> dict[str, int]:
+        """Deletes the items of this stack's tables whose TTL has passed at ``now`` (default:
+        ``time.time()``, which :class:`~local_cloud.wall_clock.ShiftedWallClock` can move), as
+        DynamoDB's TTL process would; moto never expires anything. Returns deletions per table.
+        """
+        tables = {}
+        for logical_id, spec in self.template.get("Resources", {}).items():
+            ttl = spec.get("Properties", {}).get("TimeToLiveSpecification") or {}
+            if spec.get("Type") == "AWS::DynamoDB::Table" and ttl.get("Enabled"):
+                tables[self.resources[logical_id].physical_id] = ttl["AttributeName"]
+        return sweep_expired_items(self.client("dynamodb"), tables,
+                                   time.time() if now is None else now)
 
     def wait_lambdas_idle(self, timeout: float = 30.0) -> None:
         """Wait until no in-process Lambda invocation is running.

@@ -47,8 +47,9 @@ def _record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, A
 
 
 def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
-                           max_batches: int = 10_000) -> int:
-    """Delivers every message of every enabled SQS mapping until the queues are empty.
+                           max_batches: int = 10_000, functions: set[str] | None = None) -> int:
+    """Delivers every message of every enabled SQS mapping (of ``functions``, names or ARNs,
+    when given) until the queues are empty.
 
     Returns the number of batches delivered. Raises :class:`LocalCloudError` if the queues do not
     drain within ``max_batches`` (a failing message with no DLQ would circulate forever).
@@ -62,6 +63,9 @@ def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
         if not source_arn.startswith("arn:aws:sqs:") or mapping.get("State") not in (
             "Enabled", None
         ):
+            continue
+        if functions is not None and not ({mapping["FunctionArn"],
+                                           mapping["FunctionArn"].split(":")[-1]} & functions):
             continue
         queue_url = sqs_client.get_queue_url(QueueName=source_arn.split(":")[-1])["QueueUrl"]
         reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])

@@ -40,6 +40,7 @@ from typing import Any
 from local_cloud._patching import patched
 from local_cloud.env_overlay import ThreadLocalEnviron, installed_thread_local_environ
 from local_cloud.errors import CodeConflictError, LocalCloudError
+from local_cloud.handler_time import HandlerTime, Stopwatch
 
 _NATIVE_SUFFIXES = (".so", ".pyd")
 
@@ -57,6 +58,7 @@ class LambdaContext:
         timeout_seconds: float,
         log_group_name: str,
         log_stream_name: str,
+        stopwatch: Stopwatch | None = None,
     ) -> None:
         self.function_name = function_name
         self.function_version = function_version
@@ -67,11 +69,13 @@ class LambdaContext:
         self.log_stream_name = log_stream_name
         self.identity: Any = None
         self.client_context: Any = None
-        self._deadline = time.monotonic() + timeout_seconds
+        self._timeout = timeout_seconds
+        self._stopwatch = stopwatch or HandlerTime().stopwatch()
 
     def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's configured Timeout, counted from the start."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        """Milliseconds left before the function's configured Timeout, in handler time (see
+        :mod:`local_cloud.handler_time`)."""
+        return max(0, int((self._timeout - self._stopwatch.elapsed()) * 1000))
 
 
 @dataclass
@@ -203,8 +207,10 @@ class InProcessLambdaRunner:
     everything (patches, ``sys.path`` entries, imported handler modules, extracted code) on exit.
     """
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, handler_time: HandlerTime | None = None) -> None:
         self.region = region
+        #: How handler time is counted for Lambda timeouts (wall time unless dilated).
+        self.handler_time = handler_time or HandlerTime()
         self._work_dir: Path | None = None
         self._packages: dict[str, _CodePackage] = {}
         self._providers: dict[str, tuple[str, _CodePackage]] = {}
@@ -385,6 +391,7 @@ class InProcessLambdaRunner:
             timeout_seconds=timeout,
             log_group_name=fn.logs_group_name,
             log_stream_name=stream,
+            stopwatch=self.handler_time.stopwatch(),
         )
         request_id = context.aws_request_id
 
@@ -419,7 +426,7 @@ class InProcessLambdaRunner:
             }
         )
         assert self._environ is not None
-        started = time.monotonic()
+        stopwatch = self.handler_time.stopwatch()
         with self._environ.overlay(environment):
             try:
                 handler = self._load_handler(fn.handler)
@@ -431,8 +438,7 @@ class InProcessLambdaRunner:
                 stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
                 payload = _error_payload(type(exc).__name__, str(exc), request_id, stack)
                 return payload, True, ""
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
+        if stopwatch.elapsed() > timeout:
             # Real Lambda would have stopped the handler; in-process it ran to the end, so its
             # side effects happened, but the caller sees the timeout error Lambda reports.
             message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"

@@ -92,12 +92,19 @@ def test_permanent_failure_parks_once_then_operator_fix_and_redrive_finish(
     message = mine[0]
     assert message["saga_type"] == "order_fulfillment"
     assert message["execution_arn"] == arn
-    assert message["failed_compensation"] == "charge_payment"
-    assert message["pending_compensations"] == ["reserve_inventory"]
-    assert message["error"] == "TransientStepError"
-    assert "injected transient error" in message["cause"]
-    assert message["attempts"] == COMPENSATION_ATTEMPTS
-    assert message["failure"]["step"] == "create_shipment"
+    assert message["version"] == 2 and message["parked_at"]
+    # Each piece of context once: the compensation failure and the original failure live in
+    # the state, nowhere else in the message, and the caught raw error is gone.
+    failed = message["state"]["compensation_failure"]
+    assert failed == {"failed_compensation": "charge_payment",
+                      "pending_compensations": ["reserve_inventory"],
+                      "error": "TransientStepError", "cause": failed["cause"],
+                      "attempts": COMPENSATION_ATTEMPTS}
+    assert "injected transient error" in failed["cause"]
+    assert json.dumps(message).count("injected transient error at charge_payment") == 1
+    assert message["state"]["failure"]["step"] == "create_shipment"
+    assert json.dumps(message).count("injected business error at create_shipment") == 1
+    assert "compensation_error" not in message["state"]
     assert set(message["state"]["results"]) == {"reserve_inventory", "charge_payment"}
 
     # The cause is not fixed yet: the redrive Lambda fails it until SQS moves it to the DLQ.
@@ -193,7 +200,7 @@ def late_actions(env: dict[str, Any], saga_functions: dict[tuple[str, str], str]
                    and i.error_type == "LateActionRefused")
 
     refused_before = {step: refused(step) for step in LATE_STEPS}
-    started = {step: start(env, [{"step": step, "kind": "timeout", "seconds": 9},
+    started = {step: start(env, [{"step": step, "kind": "timeout"},
                                  compensation_fault(step, times=COMPENSATION_ATTEMPTS)])
                for step in LATE_STEPS}
     results = {step: finish(env, arn) for step, (_, arn) in started.items()}
@@ -289,6 +296,9 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
     assert entry["pending_compensations"] == ["reserve_inventory"]
     assert entry["error"] == "TransientStepError"
     assert entry["age_seconds"] >= 0
+    # How long the saga has been parked (through redrives) and how long until SQS drops it.
+    assert entry["parked_at"] and 0 <= entry["parked_age_seconds"] < 600
+    assert 13 * 86400 < entry["dropped_in_seconds"] <= 14 * 86400
     # Listing consumed nothing.
     assert [p.saga_id for p in in_queue(env, "dlq", saga_id)] == [saga_id]
     table = runner.invoke(cli_main.app, ["dlq", "list"], env={"COLUMNS": "200"})
@@ -308,6 +318,21 @@ def test_cli_takes_the_queue_directly_for_stacks_without_outputs() -> None:
     _, outputs = cli_main._stack_outputs("AnyStack", "us-east-1", None,
                                          {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"})
     assert outputs == {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"}
+
+
+def test_dlq_redrive_takes_the_dlq_arn_directly(env: dict[str, Any]) -> None:
+    saga_id, arn = start(env, [SHIPMENT_FAILS, compensation_fault(
+        "charge_payment", times=COMPENSATION_ATTEMPTS + MAX_RECEIVE_COUNT)])
+    assert finish(env, arn).status == "parked"
+    env["cloud"].pump_event_sources()
+    assert in_queue(env, "dlq", saga_id)
+    # No stack outputs are read: the stack name is one CloudFormation does not know.
+    moved = CliRunner().invoke(cli_main.app, ["dlq", "redrive", "--stack", "NoSuchStack",
+                                              "--region", env["cloud"].region,
+                                              "--dlq-arn", env["dlq_arn"]])
+    assert moved.exit_code == 0, moved.output
+    env["cloud"].pump_event_sources()
+    assert store_item(env, saga_id)["status"] == "compensated"
 
 
 def test_move_task_refuses_a_queue_that_is_not_a_dead_letter_queue(env: dict[str, Any]) -> None:

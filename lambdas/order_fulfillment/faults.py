@@ -3,12 +3,18 @@
 A fault is a JSON object ``{"step", "phase", "kind", "times", "seconds"}``:
 
 * ``kind``: ``business_error`` (a definitive no), ``transient_error`` (retried),
-  ``timeout`` (sleep past the task timeout, then carry on), or ``crash_after_effect`` (the side
-  effect is applied, then the handler fails as if the process had died). The first three strike
-  at the function's entry (:func:`injected`), the last inside the handler after its effect;
+  ``timeout`` (outlive the task timeout, then carry on), ``crash_after_effect`` (the side effect
+  is applied, then the handler fails as if the process had died), or ``timeout_after_effect``
+  (the side effect is applied, then the handler outlives its task timeout and returns). The
+  first three strike at the function's entry (:func:`injected`), the last two inside the handler
+  after its effect;
 * ``phase``: ``action`` (default) or ``compensation``;
 * ``times``: how many invocations it hits before it stops (default: every one);
-* ``seconds``: for ``timeout``, how long to sleep (default: past the Lambda's remaining time).
+* ``seconds``: for the timeouts, how long to sleep. By default the handler sleeps past its
+  Lambda's remaining time by more than the cold-start margin, so past the task timeout, and an
+  action whose step has a compensation goes on sleeping until that compensation has marked the
+  step's barrier: the late action then lands after its compensation by construction, however
+  busy the machine is.
 
 Faults come from the saga input (``"faults": [...]``) or, for a saga whose input says
 ``"fault_table": true``, from the fault table, where an item
@@ -28,10 +34,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from saga_runtime import BusinessError, StepContext, TransientStepError
+from saga_runtime.barrier import StepBarrier
 from saga_runtime.step import dynamodb_client
 
 BEFORE = ("business_error", "transient_error", "timeout")
-AFTER = ("crash_after_effect",)
+AFTER = ("crash_after_effect", "timeout_after_effect")
+#: How far past the Lambda's remaining time a timeout sleeps: the task timeout is at least the
+#: Lambda timeout plus the declaration's 2 s cold-start margin.
+PAST_TASK_TIMEOUT_SECONDS = 3
+#: The longest a late action waits for its compensation before carrying on anyway.
+MAX_LATE_WAIT_SECONDS = 120
 KINDS = BEFORE + AFTER
 
 
@@ -52,6 +64,7 @@ class _Target:
     phase: str
     saga_input: dict[str, Any]
     remaining_ms: int
+    saga_type: str = ""
 
 
 def _rules(target: _Target) -> list[dict[str, Any]]:
@@ -116,13 +129,13 @@ def _target_of(event: Any, context: Any) -> _Target | None:
     if not isinstance(event, dict) or not isinstance(event.get("state"), dict):
         return None  # malformed: the runtime rejects it
     state = event["state"]
-    remaining = context.get_remaining_time_in_millis() if context is not None else 0
     return _Target(
         saga_id=str(state.get("saga_id") or event.get("execution_name")),
         step=str(event.get("step")),
         phase=str(event.get("phase")),
         saga_input=state,
-        remaining_ms=remaining,
+        remaining_ms=_remaining_ms(context),
+        saga_type=str(event.get("saga_type")),
     )
 
 
@@ -137,17 +150,40 @@ def _strike_before(target: _Target) -> None:
     if kind == "transient_error":
         # Named TransientStepError: this strikes outside the runtime, which would rename it.
         raise TransientStepError(f"injected transient error at {where}")
-    seconds = rule.get("seconds")
-    if seconds is None:
-        seconds = target.remaining_ms / 1000 + 2
-    time.sleep(float(seconds))
+    _outlive_task_timeout(rule, target)
+
+
+def _outlive_task_timeout(rule: dict[str, Any], target: _Target) -> None:
+    if rule.get("seconds") is not None:
+        time.sleep(float(rule["seconds"]))
+        return
+    time.sleep(target.remaining_ms / 1000 + PAST_TASK_TIMEOUT_SECONDS)
+    if target.phase != "action" or os.environ.get("SAGA_HAS_COMPENSATION") != "true":
+        return
+    barrier = StepBarrier(dynamodb_client(), os.environ["SAGA_BARRIER_TABLE"],
+                          target.saga_type, target.saga_id, target.step)
+    deadline = time.monotonic() + MAX_LATE_WAIT_SECONDS
+    while not barrier.compensated() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def after_effect(ctx: StepContext) -> None:
     """Applies a fault meant to strike after the side effect, if one is active."""
-    target = _Target(ctx.saga_id, ctx.step, ctx.phase, ctx.input, 0)
-    if _active(target, AFTER) is not None:
+    target = _Target(ctx.saga_id, ctx.step, ctx.phase, ctx.input,
+                     _remaining_ms(ctx.lambda_context), ctx.saga_type)
+    rule = _active(target, AFTER)
+    if rule is None:
+        return
+    if rule["kind"] == "crash_after_effect":
         raise InjectedCrash(f"injected crash after the effect of {ctx.step} {ctx.phase}")
+    # timeout_after_effect: the effect stands, the answer comes too late for Step Functions.
+    seconds = rule.get("seconds")
+    time.sleep(float(seconds) if seconds is not None
+               else target.remaining_ms / 1000 + PAST_TASK_TIMEOUT_SECONDS)
+
+
+def _remaining_ms(context: Any) -> int:
+    return context.get_remaining_time_in_millis() if context is not None else 0
 
 
 def count_run(ctx: StepContext) -> None:
