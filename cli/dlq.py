@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,22 +33,32 @@ class ParkedView:
     pending_compensations: list[str]
     error: str | None
     cause: str | None
+    #: Since the message was enqueued: the park, or the last DLQ redrive, which gives the
+    #: message a new enqueue time (and SQS's retention starts again).
     age_seconds: float
     receive_count: int
     malformed: str | None = None
+    #: When the state machine parked the saga, kept through every redrive (the message says).
+    parked_at: str | None = None
+    #: Seconds since ``parked_at``: what the redrive Lambda's deadline counts.
+    parked_age_seconds: float | None = None
+    #: Seconds until SQS drops the message (its queue's retention less ``age_seconds``).
+    dropped_in_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form."""
         return asdict(self)
 
 
-def _view(message: dict[str, Any], now: float) -> ParkedView:
+def _view(message: dict[str, Any], now: float, retention_seconds: float) -> ParkedView:
     attributes = message.get("Attributes", {})
     sent = int(attributes.get("SentTimestamp", now * 1000)) / 1000
+    age = max(0.0, now - sent)
     base: dict[str, Any] = {
         "message_id": message["MessageId"],
-        "age_seconds": round(max(0.0, now - sent), 1),
+        "age_seconds": round(age, 1),
         "receive_count": int(attributes.get("ApproximateReceiveCount", 0)),
+        "dropped_in_seconds": round(max(0.0, retention_seconds - age), 1),
     }
     try:
         body = json.loads(message["Body"])
@@ -59,13 +69,23 @@ def _view(message: dict[str, Any], now: float) -> ParkedView:
                           pending_compensations=[], error=None, cause=None,
                           malformed=f"body is not a parked compensation: {error}", **base)
     state = body.get("state") if isinstance(body.get("state"), dict) else {}
+    # Version 2 keeps the compensation failure in the state only; version 1 also at the top.
+    failure = state.get("compensation_failure")
+    failure = failure if isinstance(failure, dict) and "failed_compensation" in failure else body
+    parked_at = body.get("parked_at")
+    try:
+        parked_age = round(now - datetime.fromisoformat(str(parked_at)).timestamp(), 1)
+    except ValueError:
+        parked_age = None
     return ParkedView(
         saga_type=body.get("saga_type"),
         saga_id=state.get("saga_id") or body.get("execution_name"),
-        failed_compensation=body.get("failed_compensation"),
-        pending_compensations=list(body.get("pending_compensations") or []),
-        error=body.get("error"),
-        cause=body.get("cause"),
+        failed_compensation=failure.get("failed_compensation"),
+        pending_compensations=list(failure.get("pending_compensations") or []),
+        error=failure.get("error"),
+        cause=failure.get("cause"),
+        parked_at=str(parked_at) if parked_at else None,
+        parked_age_seconds=parked_age,
         malformed=None if body.get("kind") == "saga_kit.parked_compensation" else
         f"unexpected kind {body.get('kind')!r}",
         **base,
@@ -107,8 +127,11 @@ def peek(sqs: Any, queue_url: str, limit: int = 1000) -> list[dict[str, Any]]:
 
 def list_parked(sqs: Any, queue_url: str, limit: int = 1000) -> list[ParkedView]:
     """Every parked saga in the queue, as an operator needs to see it; nothing is consumed."""
-    now = datetime.now(UTC).timestamp()
-    return [_view(m, now) for m in peek(sqs, queue_url, limit)]
+    now = time.time()
+    retention = float(sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["MessageRetentionPeriod"]
+    )["Attributes"].get("MessageRetentionPeriod", 14 * 86400))
+    return [_view(m, now, retention) for m in peek(sqs, queue_url, limit)]
 
 
 def redrive(sqs: Any, dead_letter_queue_arn: str, destination_arn: str | None = None,

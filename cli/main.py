@@ -163,14 +163,17 @@ def dlq_list(
         print(json.dumps([p.to_dict() for p in parked], indent=2))
         return
     table = Table(title=f"Parked compensations in the DLQ of {stack}: {len(parked)}")
-    for column in ("saga id", "failed compensation", "still pending", "error", "age (s)",
-                   "receives"):
+    for column in ("saga id", "failed compensation", "still pending", "error",
+                   "parked (days ago)", "SQS drops it in (days)", "receives"):
         table.add_column(column, overflow="fold")
     for p in parked:
+        parked_days = "-" if p.parked_age_seconds is None else f"{p.parked_age_seconds / 86400:.1f}"
         table.add_row(p.saga_id or f"[red]{p.malformed}[/red]", p.failed_compensation or "-",
                       " → ".join(p.pending_compensations) or "-", p.error or "-",
-                      f"{p.age_seconds:.0f}", str(p.receive_count))
+                      parked_days, f"{p.dropped_in_seconds / 86400:.1f}", str(p.receive_count))
     Console().print(table)
+    Console().print("A DLQ redrive gives each message a new enqueue time, so SQS's 14 days "
+                    "restart; 'parked' counts from the park itself, the redrive's deadline too.")
 
 
 @dlq_app.command("redrive")
@@ -178,11 +181,13 @@ def dlq_redrive(
     stack: str = STACK_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
+    dlq_arn: str | None = DLQ_ARN_OPTION,
 ) -> None:
     """Move every DLQ message back to the compensation queue (StartMessageMoveTask)."""
     from cli.dlq import RedriveError, redrive
 
-    sqs, outputs = _stack_outputs(stack, region, endpoint_url)
+    sqs, outputs = _stack_outputs(stack, region, endpoint_url,
+                                  {"CompensationDeadLetterQueueArn": dlq_arn})
     try:
         task = redrive(sqs, outputs["CompensationDeadLetterQueueArn"])
     except RedriveError as error:

@@ -19,9 +19,14 @@ from stacks.app_factory import ORDER_STACK_NAME, build_app
 
 @pytest.fixture(scope="session")
 def assembly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The cloud assembly of the real app, cdk-nag included (findings would raise here)."""
+    """The cloud assembly of the real app plus the suite's own stacks, synthesized once, cdk-nag
+    included (findings would raise here)."""
+    from tests.stacks.reserve_and_charge import ReserveAndChargeStack
+
     outdir = tmp_path_factory.mktemp("cdk.out")
-    build_app(outdir).synth()
+    app = build_app(outdir)
+    ReserveAndChargeStack(app)
+    app.synth()
     return outdir
 
 
@@ -77,3 +82,13 @@ def saga_functions(cloud: Any) -> dict[tuple[str, str], str]:
             if "SAGA_STEP" in env:
                 functions[(env["SAGA_STEP"], env["SAGA_PHASE"])] = fn["FunctionName"]
     return functions
+
+
+@pytest.fixture(scope="session")
+def reserve_and_charge(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
+    """The two-step saga whose last step is compensatable, in the same local cloud."""
+    from local_cloud import LocalCloud
+    from tests.stacks.reserve_and_charge import STACK_NAME
+
+    with LocalCloud(assembly_dir, STACK_NAME) as running:
+        yield running

@@ -58,3 +58,16 @@ def test_the_handler_is_as_strict_as_the_gateway_schema() -> None:
 def test_execution_arn_is_derived_from_the_state_machine() -> None:
     assert execution_arn("arn:aws:states:eu-west-1:1:stateMachine:Orders", "order-42") == (
         "arn:aws:states:eu-west-1:1:execution:Orders:order-42")
+
+
+def test_step_context_gives_a_stable_idempotency_key_for_outside_services() -> None:
+    from saga_runtime import StepContext
+
+    def context(phase: str) -> StepContext:
+        return StepContext(saga_type="order_fulfillment", saga_id="order-42",
+                           step="charge_payment", phase=phase, execution_arn="arn",
+                           input={}, results={}, barrier=None)  # type: ignore[arg-type]
+
+    # The same for every attempt and duplicate of one step and phase, different across them.
+    assert context("action").idempotency_key == "order_fulfillment:order-42:charge_payment:action"
+    assert context("action").idempotency_key != context("compensation").idempotency_key

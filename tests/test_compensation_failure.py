@@ -73,3 +73,22 @@ def test_saga_without_saga_id_uses_the_execution_name(setup: dict[str, Any]) -> 
     wait_for_execution(setup["sfn"], answer["executionArn"], timeout=60)
     assert outcome(setup["sfn"], answer["executionArn"]).status == "completed"
     assert setup["participants"].saga_effects("order-without-id")["shipment"] == "created"
+
+
+def test_an_oversized_input_is_refused_before_any_effect(setup: dict[str, Any]) -> None:
+    # Started directly (no API in front): the first action refuses it, nothing is reserved,
+    # nothing charged, and the execution ends compensated with the reason in its cause.
+    body = {**order_input(sku=SKU_COMP, customer=CUSTOMER_COMP), "note": "x" * (40 * 1024)}
+    stock = setup["participants"].stock(SKU_COMP)
+    saga_id, arn = start_saga(setup["sfn"], setup["machine"], body)
+    wait_for_execution(setup["sfn"], arn, timeout=60)
+    result = outcome(setup["sfn"], arn)
+    assert result.error == "SagaCompensated.reserve_inventory"
+    assert result.cause["error"] == "InputTooLarge"
+    assert "max_input_bytes of 32768" in result.cause["cause"]
+    assert setup["participants"].stock(SKU_COMP) == stock
+    assert setup["participants"].saga_effects(saga_id) == {
+        "reserved": 0, "charge": None, "net_charge_cents": 0, "shipment": None,
+        "confirmed": False}
+    # The compensation found nothing to undo and did not run its body.
+    assert setup["participants"].compensation_runs(saga_id) == {}

@@ -70,8 +70,19 @@ def test_more_than_one_pivot() -> None:
 
 def test_lambda_timeout_not_shorter_than_task_timeout() -> None:
     assert_rejected(step("book_flight", timeout_seconds=5, lambda_timeout_seconds=5),
-                    mentions=["step 'book_flight'", "Lambda timeout 5s is not shorter than the "
-                              "task timeout 5s", "lambda_timeout_seconds below timeout_seconds"])
+                    mentions=["step 'book_flight'", "Lambda timeout 5s leaves less than 2s of the "
+                              "task timeout 5s for a cold start",
+                              "set lambda_timeout_seconds to at most 3"])
+
+
+def test_lambda_timeout_must_leave_room_for_a_cold_start() -> None:
+    # One second short of the task timeout was the old default: a cold start of over a second
+    # timed the task out after its handler had succeeded.
+    assert_rejected(step("book_flight", timeout_seconds=10, lambda_timeout_seconds=9),
+                    mentions=["step 'book_flight'", "for a cold start",
+                              "set lambda_timeout_seconds to at most 8"])
+    assert Step("book_flight", action="trip.flights.book", compensation="trip.flights.cancel",
+                timeout_seconds=10).effective_lambda_timeout == 8
 
 
 def test_retry_worst_case_over_the_budget() -> None:
@@ -199,3 +210,27 @@ def test_cdk_synth_of_an_app_with_a_bad_declaration_fails_with_the_message(tmp_p
     assert run.returncode != 0
     assert "SagaDeclarationError: saga 'trip_booking' is not valid" in run.stderr
     assert "step 'book_car': compensatable step has no compensation" in run.stderr
+
+
+def test_worst_case_state_over_the_step_functions_limit_fails_synth() -> None:
+    # Ten steps at the default caps: 32 KiB input + 160 KiB results + 40 KiB compensation
+    # results + 98 KiB of failure records is over 256 KiB.
+    steps = [step(f"step_{i}") for i in range(10)]
+    message = assert_rejected(*steps, mentions=[
+        "saga 'trip_booking'", "worst-case execution state is 330 KiB",
+        "States.DataLimitExceeded", "Lower max_result_bytes of the largest steps",
+        "by 90 KiB"])
+    assert "'step_0'" in message
+    # Per-step caps are configurable, and lower ones fit.
+    smaller = [step(f"step_{i}", max_result_bytes=4096, max_compensation_result_bytes=1024)
+               for i in range(10)]
+    saga = SagaDefinition(name="trip_booking", steps=smaller)
+    assert saga.worst_case_state_bytes <= 240 * 1024
+
+
+def test_a_saga_of_only_retriable_steps_is_a_clear_declaration_error() -> None:
+    with pytest.raises(SagaDeclarationError) as raised:
+        SagaDefinition(name="notify_only", steps=[
+            Step("send_email", kind=StepKind.RETRIABLE, action="notify.mail.send")])
+    assert "saga 'notify_only'" in str(raised.value)
+    assert "no step has a compensation" in str(raised.value)

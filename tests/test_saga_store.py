@@ -90,9 +90,12 @@ def test_completed_saga_is_completed_with_every_step(cloud: Any, store_table: st
     assert item["created_at"] <= item["updated_at"]
 
 
-def test_endings_no_handler_sees_come_from_the_status_events(cloud: Any, store_table: str) -> None:
+def test_endings_no_handler_sees_come_from_the_status_events(
+    cloud: Any, store_table: str, capsys: pytest.CaptureFixture[str],
+) -> None:
     # The confirmation keeps failing after the pivot: forward recovery gives up, and only Step
     # Functions knows. Its status event makes the saga failed.
+    capsys.readouterr()
     saga_id, _, described = _run(cloud, customer="customer-store",
                                  faults=[{"step": "send_confirmation", "kind": "business_error"}])
     assert described["error"] == "ForwardRecoveryFailed.send_confirmation"
@@ -100,6 +103,21 @@ def test_endings_no_handler_sees_come_from_the_status_events(cloud: Any, store_t
     assert item["status"] == "failed"
     assert item["execution_error"] == "ForwardRecoveryFailed.send_confirmation"
     assert item["execution_cause"]["step"] == "send_confirmation"
+    # Not one of the saga's own endings: recorded with its reason, and counted once for the
+    # SagaFailedUnexpectedly alarm (dimensions as the alarm in the template has them).
+    assert item["unexpected_ending"] == "FAILED: ForwardRecoveryFailed.send_confirmation"
+    assert store.describe(item)["unexpected_ending"] == item["unexpected_ending"]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith('{"_aws"') and "SagaFailedUnexpectedly" in line]
+    assert len(metrics) == 1
+    assert (metrics[0]["SagaType"], metrics[0]["service"]) == ("order_fulfillment",
+                                                              "order_fulfillment")
+    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SagaKit"
+
+
+def test_a_completed_saga_has_no_unexpected_ending(cloud: Any, store_table: str) -> None:
+    saga_id, _, _ = _run(cloud, customer="customer-store")
+    assert "unexpected_ending" not in _item(cloud, store_table, saga_id)
 
 
 def test_a_terminal_status_never_moves(cloud: Any, store_table: str) -> None:

@@ -175,14 +175,15 @@ def test_parked_messages_carry_the_state_to_finish(soak: dict[str, Any]) -> None
     order = ["create_shipment", "charge_payment", "reserve_inventory"]
     for body in soak["raw_parked"]:
         saga = soak["sagas"][body["execution_name"]]
-        assert body["kind"] == "saga_kit.parked_compensation" and body["version"] == 1
+        assert body["kind"] == "saga_kit.parked_compensation" and body["version"] == 2
         assert body["saga_type"] == "order_fulfillment"
         assert body["execution_arn"] == saga["arn"]
         assert body["state"]["saga_id"] == body["execution_name"]
-        remaining = [body["failed_compensation"], *body["pending_compensations"]]
+        failed = body["state"]["compensation_failure"]
+        remaining = [failed["failed_compensation"], *failed["pending_compensations"]]
         assert remaining == order[order.index(remaining[0]):]  # strict reverse order
-        assert body["error"] == "TransientStepError" and body["cause"]
-        assert body["attempts"] == 6
-        assert body["failure"]["step"] == "create_shipment"
+        assert failed["error"] == "TransientStepError" and failed["cause"]
+        assert failed["attempts"] == 6
+        assert body["state"]["failure"]["step"] == "create_shipment"
         # Every action result a compensation may need is in the message.
         assert set(body["state"]["results"]) == {"reserve_inventory", "charge_payment"}

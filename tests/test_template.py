@@ -129,15 +129,23 @@ def test_failed_compensation_ends_in_compensation_failed_with_pending(asl: dict[
         park = states[record["Next"]]
         assert park["Resource"].endswith(":states:::sqs:sendMessage")
         body = park["Parameters"]["MessageBody"]
-        assert body["kind"] == "saga_kit.parked_compensation"
+        assert body["kind"] == "saga_kit.parked_compensation" and body["version"] == 2
+        # Each piece of context once: the whole state (which holds the compensation failure and
+        # the original failure) plus where and when it was parked, nothing repeated beside it.
         assert body["state.$"] == "$"
-        assert body["pending_compensations.$"] == "$.compensation_failure.pending_compensations"
+        assert set(body) == {"kind", "version", "saga_type", "execution_arn.$",
+                             "execution_name.$", "parked_at.$", "state.$"}
+        # The caught {Error, Cause} is replaced by the record under the same key, not kept.
+        assert catch["ResultPath"] == record["ResultPath"] == "$.compensation_failure"
+        assert "failure.$" not in record["Parameters"]
         update = states[park["Next"]]
         assert update["Resource"].endswith(":states:::dynamodb:updateItem")
         assert update["Parameters"]["Key"]["saga_id"] == {"S.$": "$$.Execution.Name"}
         assert "attribute_not_exists(#status)" in update["Parameters"]["ConditionExpression"]
-        assert update["Next"] == "CompensationFailed"
-        assert update["Catch"][0]["Next"] == "CompensationFailed"
+        cause = states[update["Next"]]
+        assert update["Catch"][0]["Next"] == update["Next"] == "CompensationFailed cause"
+        assert cause["Parameters"]["failure.$"] == "$.failure"
+        assert cause["Next"] == "CompensationFailed"
         assert states["CompensationFailed"]["Error"] == "CompensationFailed"
         assert states["CompensationFailed"]["CausePath"] == (
             "States.JsonToString($.compensation_failure)")
@@ -220,13 +228,47 @@ def test_compensation_queue_dlq_redrive_and_alarms(
     alarms = {k: a for k, a in cdk_template.find_resources("AWS::CloudWatch::Alarm").items()
               if "Parking" in k}
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
-    # DLQ not empty; compensation queue not draining; a parked saga nearing SQS's 14 days.
+    # DLQ not empty; compensation queue not draining; a DLQ message nearing SQS's 14 days; a
+    # saga refused past its parked deadline.
     assert metrics == ["ApproximateAgeOfOldestMessage", "ApproximateAgeOfOldestMessage",
-                       "ApproximateNumberOfMessagesVisible"]
+                       "ApproximateNumberOfMessagesVisible", "ParkedPastDeadline"]
     for alarm in alarms.values():
         assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+    [deadline] = [a["Properties"] for a in alarms.values()
+                  if a["Properties"]["MetricName"] == "ParkedPastDeadline"]
+    assert deadline["Namespace"] == "SagaKit" and deadline["Threshold"] == 0
+    assert {d["Name"]: d["Value"] for d in deadline["Dimensions"]} == {
+        "SagaType": "order_fulfillment", "service": "order_fulfillment"}
+    [age] = [a["Properties"] for a in alarms.values()
+             if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+             and a["Properties"]["Threshold"] == 7 * 24 * 3600]
+    assert "since it was parked or last redriven" in age["AlarmDescription"]
+    [redrive] = [f["Properties"] for f in cdk_template.find_resources(
+        "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "saga_runtime.redrive.handler"]
+    variables = redrive["Environment"]["Variables"]
+    assert variables["SAGA_PARKED_DEADLINE_SECONDS"] == str(90 * 24 * 3600)
+    assert {"SAGA_BARRIER_TABLE", "SAGA_IDEMPOTENCY_TABLE"} <= set(variables)
     assert {"CompensationQueueUrl", "CompensationDeadLetterQueueUrl",
             "CompensationDeadLetterQueueArn", "SagaStoreTableName"} <= set(template["Outputs"])
+
+
+def test_unexpected_endings_are_counted_and_alarmed(cdk_template: Template) -> None:
+    alarms = cdk_template.find_resources("AWS::CloudWatch::Alarm")
+    [unexpected] = [a["Properties"] for a in alarms.values()
+                    if a["Properties"]["MetricName"] == "SagaFailedUnexpectedly"]
+    assert unexpected["Namespace"] == "SagaKit" and unexpected["Threshold"] == 0
+    assert unexpected["Statistic"] == "Sum"
+    assert {d["Name"]: d["Value"] for d in unexpected["Dimensions"]} == {
+        "SagaType": "order_fulfillment", "service": "order_fulfillment"}
+    assert "unexpected_ending" in unexpected["AlarmDescription"]
+    rules = [r["Properties"]["EventPattern"] for r in cdk_template.find_resources(
+        "AWS::Events::Rule").values()]
+    # Every ending reaches the status-event Lambda, and so does a redriven execution.
+    assert any(p["detail"]["status"] == ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+               for p in rules)
+    assert any(p["detail"]["status"] == ["RUNNING"]
+               and p["detail"]["redriveCount"] == [{"numeric": [">", 0]}] for p in rules)
 
 
 def test_alarm_topic_is_notified_when_given() -> None:
@@ -242,7 +284,8 @@ def test_alarm_topic_is_notified_when_given() -> None:
     Saga(stack, "Order", definition=ORDER_FULFILLMENT, alarm_topic=topic,
          code=lambda_.Code.from_inline("def handler(e, c): return e"))
     alarms = Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4  # three parking alarms and the status-event DLQ's
+    # four parking alarms, the status-event DLQ's, unexpected endings
+    assert len(alarms) == 6
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": stack.resolve(
             stack.get_logical_id(topic.node.default_child))}]

@@ -16,12 +16,20 @@ from saga_runtime.errors import (
     StepError,
     TransientStepError,
 )
-from saga_runtime.step import StepContext, TransactionConditionFailed, saga_step
+from saga_runtime.step import (
+    InputTooLarge,
+    ResultTooLarge,
+    StepContext,
+    TransactionConditionFailed,
+    saga_step,
+)
 
 __all__ = [
     "BusinessError",
+    "InputTooLarge",
     "LateActionRefused",
     "MalformedStepEvent",
+    "ResultTooLarge",
     "StepContext",
     "StepError",
     "TransactionConditionFailed",

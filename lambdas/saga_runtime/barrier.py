@@ -95,6 +95,35 @@ class StepBarrier:
             }
         }
 
+    def extend_expiry(self, expires_at: int) -> bool:
+        """Keeps the item until at least ``expires_at`` (epoch seconds), if it exists; returns
+        whether it does. Never creates one: a missing item means the action never started."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=self.key,
+                UpdateExpression="SET expires_at = :ttl",
+                ConditionExpression="attribute_exists(step) AND (attribute_not_exists(expires_at) "
+                                    "OR expires_at < :ttl)",
+                ExpressionAttributeValues={":ttl": {"N": str(expires_at)}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return self.exists()
+        return True
+
+    def compensated(self) -> bool:
+        """Whether the step's compensation has run (no action of it can take effect now)."""
+        item = self._client.get_item(TableName=self.table_name, Key=self.key, ConsistentRead=True,
+                                     ProjectionExpression="compensated_at").get("Item") or {}
+        return "compensated_at" in item
+
+    def exists(self) -> bool:
+        """Whether the item exists (the action started, or the step was compensated)."""
+        return "Item" in self._client.get_item(TableName=self.table_name, Key=self.key,
+                                               ConsistentRead=True, ProjectionExpression="step")
+
     def enter_compensation(self) -> bool:
         """Marks the step compensated (no later action can take effect) and reports whether the
         action ever started, i.e. whether there can be anything to undo."""

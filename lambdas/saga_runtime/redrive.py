@@ -6,17 +6,25 @@ compensation functions the state machine uses, with the same event, so the same 
 apply: a compensation that already ran returns its stored result and does nothing again. The
 batch reports partial failures: a message that cannot be finished (still failing, or malformed)
 goes back to the queue on its own and, after ``maxReceiveCount`` deliveries, to the DLQ.
+
+Every delivery first keeps the records those compensations depend on alive (see
+:mod:`saga_runtime.retention`), then checks the deadline: a message parked longer ago than
+``SAGA_PARKED_DEADLINE_SECONDS`` is refused (metric ``ParkedPastDeadline``, which has an alarm;
+the saga stays parked and the message goes on to the DLQ) instead of acting on a saga that old.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -26,10 +34,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 
 from saga_runtime import store
+from saga_runtime.retention import keep_parked_records
 from saga_runtime.step import dynamodb_client
 
 MESSAGE_KIND = "saga_kit.parked_compensation"
-MESSAGE_VERSIONS = (1,)
+#: Version 1 repeated the compensation failure at the top of the message; 2 keeps it in state.
+MESSAGE_VERSIONS = (1, 2)
+#: Default of ``SAGA_PARKED_DEADLINE_SECONDS``: how long after parking a saga is still finished.
+DEFAULT_PARKED_DEADLINE_SECONDS = 90 * 24 * 3600
+#: The metric a refused (past the deadline) message emits; the construct alarms on it.
+PAST_DEADLINE_METRIC = "ParkedPastDeadline"
 
 logger = Logger()
 _invoker: Any = None
@@ -42,6 +56,10 @@ class PoisonMessage(ValueError):
 
 class CompensationStillFailing(RuntimeError):
     """A pending compensation failed again; the message goes back to the queue."""
+
+
+class ParkedPastDeadline(RuntimeError):
+    """The saga was parked longer ago than the deadline: refused, left parked, alarmed."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,8 @@ class ParkedCompensation:
     state: dict[str, Any]
     error: str
     cause: str
+    #: When the state machine parked the saga (``None`` if the message does not say).
+    parked_at: datetime | None = None
 
     @property
     def remaining(self) -> list[str]:
@@ -82,6 +102,11 @@ class ParkedCompensation:
                 f"not a parked compensation (kind={message.get('kind')!r}, "
                 f"version={message.get('version')!r})"
             )
+        if message["version"] >= 2:
+            failure = (message.get("state") or {}).get("compensation_failure")
+            if not isinstance(failure, dict):
+                raise PoisonMessage("missing fields: state.compensation_failure")
+            message = {**failure, **message}
         missing = [k for k in ("saga_type", "execution_arn", "execution_name", "failed_compensation",
                                "pending_compensations", "state") if k not in message]
         if missing:
@@ -107,6 +132,14 @@ class ParkedCompensation:
         saga_id = state.get("saga_id") or execution_name
         if not isinstance(saga_id, str) or not saga_id or saga_id != execution_name:
             raise PoisonMessage("the saga id (state.saga_id) must be the execution name")
+        parked_at = None
+        if message.get("parked_at") is not None:
+            try:
+                parked_at = datetime.fromisoformat(str(message["parked_at"]))
+                if parked_at.tzinfo is None:  # Step Functions' times are UTC
+                    parked_at = parked_at.replace(tzinfo=UTC)
+            except ValueError:
+                raise PoisonMessage(f"parked_at {message['parked_at']!r} is not a time") from None
         return cls(
             saga_type=saga_type,
             saga_id=saga_id,
@@ -117,7 +150,12 @@ class ParkedCompensation:
             state=state,
             error=str(message.get("error", "")),
             cause=str(message.get("cause", "")),
+            parked_at=parked_at,
         )
+
+    def parked_for_seconds(self, now: float) -> float | None:
+        """Seconds since the saga was parked (through every redrive), if the message says."""
+        return None if self.parked_at is None else now - self.parked_at.timestamp()
 
 
 def _lambda_client() -> Any:
@@ -187,6 +225,14 @@ def finish_parked_saga(record: SQSRecord, lambda_context: Any = None) -> dict[st
     logger.thread_safe_append_keys(correlation_id=parked.saga_id, saga_id=parked.saga_id,
                                    saga_type=parked.saga_type)
     try:
+        now = time.time()
+        # First, whatever happens next: the records the remaining compensations depend on must
+        # outlive this message (and any redrive of it).
+        records = keep_parked_records(
+            dynamodb_client(), saga_type=parked.saga_type, saga_id=parked.saga_id,
+            steps=parked.remaining, barrier_table=os.environ["SAGA_BARRIER_TABLE"],
+            idempotency_table=os.environ["SAGA_IDEMPOTENCY_TABLE"], now=now)
+        _check_deadline(parked, now, records)
         results = {}
         for step in parked.remaining:
             results[step] = _compensate(parked, step, functions[step])
@@ -203,6 +249,28 @@ def finish_parked_saga(record: SQSRecord, lambda_context: Any = None) -> dict[st
         raise
     finally:
         logger.thread_safe_clear_keys()
+
+
+def _check_deadline(parked: ParkedCompensation, now: float,
+                    records: dict[str, dict[str, bool]]) -> None:
+    """Refuses a saga parked longer ago than the deadline: nothing is run, nothing guessed."""
+    deadline = int(os.environ.get("SAGA_PARKED_DEADLINE_SECONDS",
+                                  DEFAULT_PARKED_DEADLINE_SECONDS))
+    age = parked.parked_for_seconds(now)
+    if age is None or age <= deadline:
+        return
+    days = f"{age / 86400:.1f} days ago, past the deadline of {deadline / 86400:g} days"
+    logger.error("parked saga refused: past its deadline; finish it by hand",
+                 extra={"parked_at": parked.parked_at.isoformat() if parked.parked_at else None,
+                        "remaining": parked.remaining, "records": records})
+    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SagaKit"))
+    metrics.add_dimension(name="SagaType", value=parked.saga_type)
+    metrics.add_metric(name=PAST_DEADLINE_METRIC, unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+    store.move(dynamodb_client(), os.environ["SAGA_STORE_TABLE"], parked.saga_type,
+               parked.saga_id, store.PARKED,
+               extra_set={"parked_past_deadline_at": store.timestamp()})
+    raise ParkedPastDeadline(f"saga {parked.saga_id} was parked {days}; refused")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -124,6 +124,19 @@ class StepContext:
     #: the stored result).
     executed: bool = False
 
+    @property
+    def idempotency_key(self) -> str:
+        """A key that is the same for every attempt and duplicate of this step of this saga:
+        pass it to an outside service that deduplicates by key (a card processor's
+        ``Idempotency-Key``), because Powertools' record alone cannot stop a repeat there.
+
+        When a handler raises after its outside call took effect (a crash, a timeout), Powertools
+        deletes the in-progress record so the retry runs again; only the outside service,
+        seeing the same key, can answer the retry without charging twice. At most 182
+        characters: ``<saga type>:<saga id>:<step>:<phase>``.
+        """
+        return f"{self.saga_type}:{self.saga_id}:{self.step}:{self.phase}"
+
     def result_of(self, step: str) -> dict[str, Any]:
         """The result an earlier step's action returned (empty if it has none yet)."""
         return self.results.get(step) or {}
@@ -166,13 +179,28 @@ class StepContext:
 StepHandler = Callable[[StepContext], "dict[str, Any] | None"]
 
 
-#: Largest action result kept in the execution state; Step Functions caps the whole state at
-#: 256 KiB, and a step's result travels with every later step.
-MAX_RESULT_BYTES = 32 * 1024
+#: Defaults of the caps the ``Saga`` construct sets per function (``SAGA_MAX_RESULT_BYTES``,
+#: ``SAGA_MAX_INPUT_BYTES``) from the declaration, whose synth-time check proves the worst-case
+#: execution state fits Step Functions' 256 KiB: a step's result travels with every later step.
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024
+DEFAULT_MAX_INPUT_BYTES = 32 * 1024
 
 
 class ResultTooLarge(StepError):
     """The action's result is too large to keep in the execution state (compensated)."""
+
+
+class InputTooLarge(StepError):
+    """The saga input is over the declared ``max_input_bytes``: refused before any effect.
+
+    Raised by every action (the first one in practice), so an execution started directly with
+    an oversized input compensates at once, having done nothing, instead of overflowing Step
+    Functions' state limit halfway, where no compensation could run.
+    """
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, default=str, separators=(",", ":")).encode())
 
 
 def saga_step(
@@ -223,15 +251,16 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
 
     def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
         ctx.executed = True
+        limit = int(os.environ.get("SAGA_MAX_RESULT_BYTES", DEFAULT_MAX_RESULT_BYTES))
         if ctx.phase == "action":
             if ctx.barrier_in_transaction is False:
                 ctx.barrier.enter_action()
             result = handler(ctx) or {}
-            size = len(json.dumps(result, default=str))
-            if size > MAX_RESULT_BYTES:
+            size = _json_size(result)
+            if size > limit:
                 raise ResultTooLarge(
-                    f"{ctx.step} returned {size} bytes; keep results under {MAX_RESULT_BYTES} "
-                    "(ids and amounts, not documents)"
+                    f"{ctx.step} returned {size} bytes; keep results under {limit} "
+                    "(max_result_bytes: ids and amounts, not documents)"
                 )
             return result
         if not ctx.barrier.enter_compensation():
@@ -239,8 +268,15 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             # Functions under $.compensations.<step>.
             logger.info("action never took effect; nothing to undo")
             return {"undone": False, "reason": "action never took effect"}
-        result = handler(ctx) or {}
-        return {"undone": True, **result}
+        result = {"undone": True, **(handler(ctx) or {})}
+        size = _json_size(result)
+        if size > limit:
+            # The undo happened: failing now would only make a retry undo it again. Keep the
+            # state bounded instead, and say what was dropped.
+            logger.warning(f"compensation result of {size} bytes replaced by its size "
+                           f"(max_compensation_result_bytes is {limit})")
+            return {"undone": True, "result_dropped_bytes": size}
+        return result
 
     @functools.wraps(handler)
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -273,6 +309,8 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
         outcome = "Crashed"
         error_text: str | None = None
         try:
+            if ctx.phase == "action":
+                _refuse_oversized_input(ctx)
             # A config per invocation: it carries this invocation's Lambda context, which sets
             # when an in-progress record expires.
             config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
@@ -282,9 +320,10 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
                 config=config,
                 persistence_store=persistence_layer(),
                 # Not the function name: keys must survive a deploy that replaces the function.
-                key_prefix=f"{ctx.saga_type}.{ctx.step}.{ctx.phase}",
+                key_prefix=idempotency_key_prefix(ctx.saga_type, ctx.step, ctx.phase),
             )(run_once)
-            result = guarded(key=_idempotency_key(ctx), ctx=ctx)
+            result = guarded(key=idempotency_data(ctx.saga_type, ctx.saga_id, ctx.step, ctx.phase),
+                             ctx=ctx)
             outcome = "Succeeded"
             logger.info(f"{ctx.phase} succeeded")
             return result
@@ -345,6 +384,16 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
     return lambda_handler
 
 
+def _refuse_oversized_input(ctx: StepContext) -> None:
+    limit = int(os.environ.get("SAGA_MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES))
+    size = _json_size(ctx.input)
+    if size > limit:
+        raise InputTooLarge(
+            f"the saga input is {size} bytes, over the saga's max_input_bytes of {limit}; nothing "
+            "was done. Send ids and amounts, not documents (or raise max_input_bytes)"
+        )
+
+
 #: How each metric outcome reads in the saga store's log.
 STORE_OUTCOMES = {
     "Succeeded": "succeeded",
@@ -372,7 +421,6 @@ def _record_in_store(ctx: StepContext, event: dict[str, Any], outcome: str,
         ended=datetime.now(UTC),
         error=error_text,
         duplicate=outcome == "Succeeded" and not ctx.executed,
-        finishes=os.environ.get("SAGA_FINISHES") or None,
         failure=failure if isinstance(failure, dict) else None,
     )
 
@@ -399,13 +447,15 @@ def _as_retryable(error: Exception) -> Exception:
     return TransientStepError(f"{type(error).__name__}: {error}")
 
 
-def _idempotency_key(ctx: StepContext) -> dict[str, str]:
-    return {
-        "saga_type": ctx.saga_type,
-        "saga_id": ctx.saga_id,
-        "step": ctx.step,
-        "phase": ctx.phase,
-    }
+def idempotency_key_prefix(saga_type: str, step: str, phase: str) -> str:
+    """The Powertools key prefix of one step's handler (the hash of :func:`idempotency_data`
+    follows it)."""
+    return f"{saga_type}.{step}.{phase}"
+
+
+def idempotency_data(saga_type: str, saga_id: str, step: str, phase: str) -> dict[str, str]:
+    """What a handler's idempotency key is the hash of: one step, one phase, one saga."""
+    return {"saga_type": saga_type, "saga_id": saga_id, "step": step, "phase": phase}
 
 
 class SagaIdMismatch(MalformedStepEvent):

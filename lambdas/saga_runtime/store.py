@@ -11,6 +11,14 @@ Item (key ``saga_type``, ``saga_id``)::
 Every writer (the step runtime, the status-event Lambda, the parking state, the redrive Lambda,
 the API) moves the status along :data:`ALLOWED_FROM` only, by a condition on the write, so a late
 or reordered write can never move a saga back, and never out of a terminal status.
+
+Who decides what: handlers only ever move a saga to ``running`` or ``compensating`` (an invocation
+cannot know whether Step Functions will accept its result: a task may time out after its handler
+returned). The terminal statuses come from what Step Functions decided, the execution's ending,
+through the status-event Lambda; ``parked`` from the state machine's parking states; and
+``compensated`` after parking from the redrive Lambda, which finished what the execution could
+not. The one way back out of ``failed`` is an execution redriven in Step Functions
+(:func:`reopen`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     PARKED: ("", RUNNING, COMPENSATING, PARKED),
     FAILED: ("", RUNNING, COMPENSATING, PARKED),
 }
+#: Where a redriven execution (Step Functions ``RedriveExecution``) takes a failed saga back to.
+REOPENED_FROM = FAILED
 
 #: How long a finished saga stays in the store (DynamoDB TTL), in days.
 FINISHED_RETENTION_DAYS = 90
@@ -214,16 +224,16 @@ def record_invocation(
     ended: datetime,
     error: str | None = None,
     duplicate: bool = False,
-    finishes: str | None = None,
     failure: dict[str, Any] | None = None,
     table: str | None = None,
 ) -> None:
     """Appends one handler invocation to the saga's log and moves its status along.
 
-    An action keeps the saga ``running`` (or, with ``finishes="completed"``, completes it when it
-    succeeds); a compensation makes it ``compensating`` (``compensated`` for the last one to run).
-    The store is a view: a write that fails is logged and never fails the step. ``table``
-    defaults to the function's ``SAGA_STORE_TABLE``.
+    An action keeps the saga ``running``, a compensation makes it ``compensating``. Neither ever
+    finishes it: whether the saga completed or was compensated is what Step Functions decides
+    when the execution ends (a task can time out after its handler returned), and the
+    status-event Lambda records that. The store is a view: a write that fails is logged and
+    never fails the step. ``table`` defaults to the function's ``SAGA_STORE_TABLE``.
     """
     table = table or os.environ.get("SAGA_STORE_TABLE")
     if not table:
@@ -240,9 +250,9 @@ def record_invocation(
     if execution_arn:
         sets["execution_arn"] = execution_arn
     if phase == "action":
-        target = COMPLETED if finishes == COMPLETED and outcome == "succeeded" else RUNNING
+        target = RUNNING
     else:
-        target = COMPENSATED if finishes == COMPENSATED and outcome == "succeeded" else COMPENSATING
+        target = COMPENSATING
         if failure:
             sets["failure"] = failure
     try:
@@ -251,8 +261,53 @@ def record_invocation(
         logger.warning(f"saga store not updated (the saga itself is unaffected): {store_error}")
 
 
-#: Terminal error names of the saga state machine (``<name>.<step>``) and the status they mean.
+def reopen(client: Any, table: str, saga_type: str, saga_id: str, *, execution_arn: str,
+           redrive_count: int, now: datetime | None = None) -> str | None:
+    """Takes a ``failed`` saga back to work because its execution was redriven in Step Functions.
+
+    The execution resumes where it failed: ``compensating`` if it had started compensating (the
+    item has a ``failure``), else ``running``. The finished-saga TTL is removed, so a saga that
+    runs again is never dropped. Returns the new status, or ``None`` if the saga was not failed.
+    """
+    now = now or datetime.now(UTC)
+    item = client.get_item(TableName=table, Key=key(saga_type, saga_id), ConsistentRead=True,
+                           ProjectionExpression="failure").get("Item") or {}
+    target = COMPENSATING if "failure" in item else RUNNING
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key(saga_type, saga_id),
+            UpdateExpression=("SET #status = :target, updated_at = :now, execution_arn = :arn, "
+                              "redrive_count = :count REMOVE finished_at, expires_at"),
+            ConditionExpression="#status = :failed",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":target": {"S": target}, ":failed": {"S": REOPENED_FROM},
+                ":now": {"S": timestamp(now)}, ":arn": {"S": execution_arn},
+                ":count": {"N": str(redrive_count)},
+            },
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return None
+        raise
+    return target
+
+
+#: Terminal error names of the saga state machine (``<name>.<step>``) and the status they mean:
+#: the saga's expected endings besides success. Any other ending is unexpected (see
+#: :func:`is_expected_ending`).
 STATUS_BY_ERROR = {"SagaCompensated": COMPENSATED, "CompensationFailed": PARKED}
+
+
+def is_expected_ending(execution_status: str, error: str | None = None) -> bool:
+    """Whether an execution ended the way a saga is designed to end: completed, compensated
+    (``SagaCompensated.<step>``) or parked (``CompensationFailed``). Anything else (forward
+    recovery giving up, parking failing, ``States.DataLimitExceeded``, ``States.Runtime``, an
+    execution stopped or timed out) needs an operator."""
+    if execution_status == "SUCCEEDED":
+        return True
+    return execution_status == "FAILED" and (error or "").split(".", 1)[0] in STATUS_BY_ERROR
 
 
 def status_of_execution(execution_status: str, error: str | None = None) -> str | None:
@@ -306,7 +361,8 @@ def describe(item: dict[str, Any]) -> dict[str, Any]:
     view = {k: item.get(k) for k in (
         "saga_type", "saga_id", "status", "current_step", "current_phase", "execution_arn",
         "created_at", "updated_at", "finished_at", "finished_by", "failure", "execution_error",
-        "parked_compensation") if item.get(k) is not None}
+        "unexpected_ending", "parked_compensation", "parked_past_deadline_at")
+        if item.get(k) is not None}
     view["terminal"] = item.get("status") in TERMINAL_STATUSES
     view["steps"] = [{k: v for k, v in e.items() if v is not None} for e in entries.values()]
     return view

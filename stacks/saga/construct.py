@@ -60,6 +60,8 @@ POWERTOOLS_LAYER_VERSION = "27"
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
+#: Namespace of every metric the kit's functions emit (Powertools EMF).
+METRICS_NAMESPACE = "SagaKit"
 
 
 def _pascal(name: str) -> str:
@@ -80,8 +82,11 @@ class Saga(Construct):
             idempotency records of a live saga must survive a stack mistake.
         max_receive_count: Deliveries of a parked compensation to the redrive Lambda before SQS
             moves it to the dead-letter queue.
-        alarm_topic: SNS topic notified when a parked compensation reaches the DLQ or the
-            compensation queue stops draining (optional).
+        alarm_topic: SNS topic notified by every alarm of the saga: a parked compensation in
+            the DLQ, a compensation queue that stops draining, a saga refused past its parked
+            deadline, an unexpected ending (optional).
+        parked_deadline: How long after parking a saga is still finished by the redrive
+            Lambda (default 90 days); past it a redrive is refused and alarmed.
         handlers_dir: The directory ``code`` was built from; when given, every handler the
             declaration names must exist there, or synthesis fails naming the step.
     """
@@ -98,6 +103,7 @@ class Saga(Construct):
         max_receive_count: int = 3,
         alarm_topic: sns.ITopic | None = None,
         handlers_dir: Path | None = None,
+        parked_deadline: Duration | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if handlers_dir is not None:
@@ -107,6 +113,8 @@ class Saga(Construct):
                 raise SagaDeclarationError(f"saga '{definition.name}' is not valid:\n{listing}")
         self.lambda_runtime = LAMBDA_RUNTIME
         self.definition = definition
+        #: The CloudWatch namespace of the saga's EMF metrics.
+        self.metrics_namespace = METRICS_NAMESPACE
         self.idempotency_table = durable_table(
             self, "IdempotencyTable", partition_key="id", ttl_attribute="expiration",
             removal_policy=removal_policy,
@@ -130,30 +138,22 @@ class Saga(Construct):
             "SAGA_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
             "SAGA_BARRIER_TABLE": self.barrier_table.table_name,
             "POWERTOOLS_SERVICE_NAME": definition.name,
-            "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
+            "POWERTOOLS_METRICS_NAMESPACE": self.metrics_namespace,
             **(environment or {}),
         }
         self.store = SagaStore(self, "Store", removal_policy=removal_policy)
         self._environment["SAGA_STORE_TABLE"] = self.store.table.table_name
         self.action_functions: dict[str, lambda_.Function] = {}
         self.compensation_functions: dict[str, lambda_.Function] = {}
-        # The store's terminal statuses come from the invocations that end a saga: the last
-        # action completes it, the first step's compensation (the last to run) compensates it.
-        last_action = definition.steps[-1].name
-        last_compensation = next((s.name for s in definition.steps if s.compensation), None)
         for step in definition.steps:
-            self.action_functions[step.name] = self._function(
-                step, "action", step.action, code,
-                finishes="completed" if step.name == last_action else None)
+            self.action_functions[step.name] = self._function(step, "action", step.action, code)
             if step.compensation:
                 self.compensation_functions[step.name] = self._function(
-                    step, "compensation", step.compensation, code,
-                    finishes="compensated" if step.name == last_compensation else None,
-                )
+                    step, "compensation", step.compensation, code)
 
         self.parking = CompensationParking(
             self, "Parking", saga=self, code=code, max_receive_count=max_receive_count,
-            alarm_topic=alarm_topic,
+            parked_deadline=parked_deadline, alarm_topic=alarm_topic,
         )
         self._park: sfn.IChainable | None = None
 
@@ -262,8 +262,8 @@ class Saga(Construct):
         for function in self.functions:
             function.add_environment(key, value)
 
-    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code,
-                  finishes: str | None) -> lambda_.Function:
+    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code
+                  ) -> lambda_.Function:
         suffix = "Action" if phase == "action" else "Compensation"
         construct_id = f"{_pascal(step.name)}{suffix}"
         log_group = logs.LogGroup(
@@ -288,7 +288,11 @@ class Saga(Construct):
                 "SAGA_PHASE": phase,
                 # Without a compensation the action needs no late-action barrier.
                 "SAGA_HAS_COMPENSATION": "true" if step.compensation else "false",
-                **({"SAGA_FINISHES": finishes} if finishes else {}),
+                # The caps the synth-time state-size check counted on, enforced by the runtime.
+                "SAGA_MAX_RESULT_BYTES": str(step.max_result_bytes if phase == "action"
+                                             else step.max_compensation_result_bytes),
+                **({"SAGA_MAX_INPUT_BYTES": str(self.definition.max_input_bytes)}
+                   if phase == "action" else {}),
             },
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -368,7 +372,7 @@ class Saga(Construct):
                 task.add_catch(
                     self._compensation_failed(step, pending),
                     errors=["States.ALL"],
-                    result_path="$.compensation_error",
+                    result_path="$.compensation_failure",
                 )
                 task.next(next_undo)
                 next_undo = task
@@ -399,19 +403,21 @@ class Saga(Construct):
         return chain.next(sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"))
 
     def _compensation_failed(self, step: Step, pending: list[str]) -> sfn.IChainable:
-        """Records which compensation failed and what is still to undo, then fails the saga."""
+        """Records which compensation failed and what is still to undo, then parks the saga.
+
+        The record replaces the caught error (``{Error, Cause}``) under the same key, so the
+        state, and the parked message made of it, carries each piece of context once.
+        """
         record = sfn.Pass(
             self,
             f"compensate {step.name} failed",
             state_name=f"compensate_{step.name}_failed",
             parameters={
-                "saga_type": self.definition.name,
                 "failed_compensation": step.name,
-                "error": sfn.JsonPath.string_at("$.compensation_error.Error"),
-                "cause": sfn.JsonPath.string_at("$.compensation_error.Cause"),
+                "error": sfn.JsonPath.string_at("$.compensation_failure.Error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_failure.Cause"),
                 "pending_compensations": pending,
                 "attempts": step.compensation_retry.max_attempts + 1,
-                "failure": sfn.JsonPath.object_at("$.failure"),
             },
             result_path="$.compensation_failure",
         )

@@ -39,8 +39,27 @@ LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
 #: The handler runtime's own transient error class (``saga_runtime.TransientStepError``).
 DEFAULT_TRANSIENT_ERRORS: tuple[str, ...] = ("TransientStepError",)
 
+#: Step Functions' limit on an execution's state (input, output, every state's data).
+#: ``States.DataLimitExceeded`` is terminal: no Catch can compensate it.
+STATE_LIMIT_BYTES = 256 * 1024
+#: Room kept free under the limit for what the estimate does not count exactly (JSON quoting
+#: and keys of the state, the execution's name and ARN in the parked message).
+STATE_MARGIN_BYTES = 16 * 1024
+#: Step Functions cuts an error's cause at 32,768 characters; a failed saga's state holds up to
+#: three of them (the failed step's, the failed compensation's, a failed parking's).
+MAX_CAUSE_BYTES = 32 * 1024
+FAILURE_RECORDS_BYTES = 3 * MAX_CAUSE_BYTES + 2 * 1024
+DEFAULT_MAX_INPUT_BYTES = 32 * 1024
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024
+DEFAULT_MAX_COMPENSATION_RESULT_BYTES = 4 * 1024
+
 #: Default wall-clock budget of one step, all attempts and backoff included.
 DEFAULT_STEP_BUDGET_SECONDS = 300
+#: What a task's ``TimeoutSeconds`` must leave on top of the Lambda timeout. A cold start (the
+#: function's init) counts against the task timeout but not against the Lambda timeout; without
+#: room for it, a handler that succeeds within its own timeout can still time the task out, and
+#: the saga compensates a step whose handler had reported success.
+COLD_START_MARGIN_SECONDS = 2
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -142,15 +161,20 @@ class Step:
         kind: ``COMPENSATABLE`` (default), ``PIVOT`` or ``RETRIABLE``.
         timeout_seconds: Step Functions ``TimeoutSeconds`` of one attempt of the action or of the
             compensation. Past it, the saga stops waiting and compensates.
-        lambda_timeout_seconds: The Lambda function's own timeout; must be shorter than
-            ``timeout_seconds`` so that an attempt Step Functions gave up on is also stopped by
-            Lambda. Defaults to ``timeout_seconds - 1``.
+        lambda_timeout_seconds: The Lambda function's own timeout. It must leave
+            :data:`COLD_START_MARGIN_SECONDS` of ``timeout_seconds`` for a cold start, so that an
+            attempt Step Functions gives up on has also been stopped by Lambda. Defaults to
+            ``timeout_seconds - COLD_START_MARGIN_SECONDS``.
         retry: Retry policy of the action.
         compensation_retry: Retry policy of the compensation.
         budget_seconds: Longest time the step may take, all attempts and delays included; the
             retry policies' worst case must fit in it. Defaults to five minutes, six hours for
             retriable steps (they must eventually succeed).
         memory_size: Memory of the step's Lambda functions, in MiB.
+        max_result_bytes: Largest action result kept in the execution state (it travels with
+            every later step); a larger one fails the step, which then compensates.
+        max_compensation_result_bytes: Largest compensation result kept; a larger one is
+            replaced by its size (the undo already happened and must not run again).
     """
 
     name: str
@@ -163,6 +187,8 @@ class Step:
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
     budget_seconds: int | None = None
     memory_size: int = 256
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    max_compensation_result_bytes: int = DEFAULT_MAX_COMPENSATION_RESULT_BYTES
 
     def __post_init__(self) -> None:
         # Accept "pivot" as well as StepKind.PIVOT; anything else fails at synth, not silently.
@@ -188,7 +214,7 @@ class Step:
         """The Lambda timeout in seconds, explicit or derived from the task timeout."""
         if self.lambda_timeout_seconds is not None:
             return self.lambda_timeout_seconds
-        return self.timeout_seconds - 1
+        return self.timeout_seconds - COLD_START_MARGIN_SECONDS
 
     @property
     def effective_retry(self) -> RetryPolicy:
@@ -225,6 +251,9 @@ class SagaDefinition:
     #: against it: at the gateway (as a JSON Schema request model) and in the handler.
     #: ``None`` accepts any JSON object.
     input_model: str | None = None
+    #: Largest saga input (as JSON) the first step accepts; a larger one is refused before any
+    #: effect, whoever started the execution. Counts towards the worst-case state.
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
@@ -248,6 +277,15 @@ class SagaDefinition:
                 return candidate
         raise KeyError(f"saga '{self.name}' has no step '{name}'")
 
+    @property
+    def worst_case_state_bytes(self) -> int:
+        """The largest execution state the declaration allows: the input, every action's and
+        compensation's result at its cap, and the failure records with causes at their cap."""
+        return (self.max_input_bytes
+                + sum(s.max_result_bytes for s in self.steps)
+                + sum(s.max_compensation_result_bytes for s in self.steps if s.compensation)
+                + FAILURE_RECORDS_BYTES)
+
     def compensations_before(self, index: int) -> list[Step]:
         """Steps with a compensation at positions ``< index``, nearest first (reverse order)."""
         return [s for s in reversed(self.steps[:index]) if s.compensation]
@@ -269,6 +307,14 @@ def _problems(saga: SagaDefinition) -> list[str]:
     if not saga.steps:
         problems.append("no steps: declare at least one Step")
         return problems
+
+    if not any(s.compensation for s in saga.steps):
+        problems.append(
+            "no step has a compensation: a saga of only retriable steps has nothing to undo and "
+            "nothing to park; declare the steps before the point of no return COMPENSATABLE (or "
+            "one PIVOT) with compensation='...', or run the steps as a plain Step Functions "
+            "workflow"
+        )
 
     seen: set[str] = set()
     pivots = [s.name for s in saga.steps if s.kind is StepKind.PIVOT]
@@ -334,6 +380,37 @@ def _problems(saga: SagaDefinition) -> list[str]:
         problems.extend(_timing_problems(where, step))
         problems.extend(_limit_problems(where, step))
     problems.extend(_name_collisions(saga))
+    problems.extend(_state_size_problems(saga))
+    return problems
+
+
+def _state_size_problems(saga: SagaDefinition) -> list[str]:
+    problems: list[str] = []
+    caps = [("max_input_bytes", saga.max_input_bytes)]
+    for step in saga.steps:
+        caps.append((f"step '{step.name}' max_result_bytes", step.max_result_bytes))
+        if step.compensation:
+            caps.append((f"step '{step.name}' max_compensation_result_bytes",
+                         step.max_compensation_result_bytes))
+    for name, value in caps:
+        if value < 256:
+            problems.append(f"{name}={value}; use at least 256 bytes")
+    worst = saga.worst_case_state_bytes
+    allowed = STATE_LIMIT_BYTES - STATE_MARGIN_BYTES
+    if worst > allowed:
+        largest = sorted(saga.steps, key=lambda s: s.max_result_bytes, reverse=True)[:3]
+        problems.append(
+            f"worst-case execution state is {worst // 1024} KiB (input {saga.max_input_bytes // 1024} "
+            f"KiB + action results {sum(s.max_result_bytes for s in saga.steps) // 1024} KiB + "
+            "compensation results "
+            f"{sum(s.max_compensation_result_bytes for s in saga.steps if s.compensation) // 1024} "
+            f"KiB + {FAILURE_RECORDS_BYTES // 1024} KiB of failure records), over Step Functions' "
+            f"{STATE_LIMIT_BYTES // 1024} KiB limit less a {STATE_MARGIN_BYTES // 1024} KiB margin; "
+            "an overflow mid-saga (States.DataLimitExceeded) cannot be compensated. Lower "
+            f"max_result_bytes of the largest steps ({', '.join(repr(s.name) for s in largest)}), "
+            "max_compensation_result_bytes or max_input_bytes by "
+            f"{(worst - allowed + 1023) // 1024} KiB in all (return ids, not documents)"
+        )
     return problems
 
 
@@ -383,18 +460,22 @@ def _name_collisions(saga: SagaDefinition) -> list[str]:
 
 def _timing_problems(where: str, step: Step) -> list[str]:
     problems: list[str] = []
-    if step.timeout_seconds < 2:
+    shortest = COLD_START_MARGIN_SECONDS + 1
+    if step.timeout_seconds < shortest:
         problems.append(
-            f"{where}: timeout_seconds={step.timeout_seconds}; use at least 2 so the Lambda "
-            "timeout can be shorter than it"
+            f"{where}: timeout_seconds={step.timeout_seconds}; use at least {shortest}: the "
+            f"Lambda timeout (at least 1s) plus {COLD_START_MARGIN_SECONDS}s for a cold start"
         )
         return problems
     lambda_timeout = step.effective_lambda_timeout
-    if lambda_timeout < 1 or lambda_timeout >= step.timeout_seconds:
+    longest = step.timeout_seconds - COLD_START_MARGIN_SECONDS
+    if lambda_timeout < 1 or lambda_timeout > longest:
         problems.append(
-            f"{where}: Lambda timeout {lambda_timeout}s is not shorter than the task timeout "
-            f"{step.timeout_seconds}s; set lambda_timeout_seconds below timeout_seconds, so Lambda "
-            "stops an attempt Step Functions has given up on"
+            f"{where}: Lambda timeout {lambda_timeout}s leaves less than "
+            f"{COLD_START_MARGIN_SECONDS}s of the task timeout {step.timeout_seconds}s for a cold "
+            f"start; set lambda_timeout_seconds to at most {longest} "
+            "(or raise timeout_seconds), so Lambda stops an attempt before Step Functions gives "
+            "up on it"
         )
     policies = [("action", step.effective_retry)]
     if step.compensation:

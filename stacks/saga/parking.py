@@ -16,6 +16,7 @@ import json
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
@@ -30,9 +31,16 @@ from stacks.saga.store import NOT_TERMINAL_CONDITION
 if TYPE_CHECKING:
     from stacks.saga.construct import Saga
 
-#: Message kind and version, so a consumer can refuse what it does not understand.
+#: Default of ``parked_deadline`` (``saga_runtime.redrive.DEFAULT_PARKED_DEADLINE_SECONDS``).
+DEFAULT_PARKED_DEADLINE_DAYS = 90
+#: Emitted by the redrive Lambda when it refuses a saga past its deadline
+#: (``saga_runtime.redrive.PAST_DEADLINE_METRIC``).
+PAST_DEADLINE_METRIC = "ParkedPastDeadline"
+
+#: Message kind and version, so a consumer can refuse what it does not understand. Version 2
+#: carries the compensation failure inside ``state`` only (version 1 repeated it at the top).
 MESSAGE_KIND = "saga_kit.parked_compensation"
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
 
 
 class CompensationParking(Construct):
@@ -44,7 +52,10 @@ class CompensationParking(Construct):
         max_receive_count: Deliveries of a message before SQS moves it to the DLQ.
         oldest_message_alarm: Age of the oldest message in the compensation queue that raises
             the "not draining" alarm (default 15 minutes).
-        alarm_topic: SNS topic notified by both alarms (optional).
+        parked_deadline: How long after parking the redrive Lambda still finishes a saga
+            (default 90 days, as long as Step Functions keeps the execution's history to check
+            it against). Past it a redrive is refused, alarmed, and the saga stays parked.
+        alarm_topic: SNS topic notified by the alarms (optional).
     """
 
     def __init__(
@@ -56,10 +67,12 @@ class CompensationParking(Construct):
         code: lambda_.Code,
         max_receive_count: int = 3,
         oldest_message_alarm: Duration | None = None,
+        parked_deadline: Duration | None = None,
         alarm_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         definition = saga.definition
+        self.parked_deadline = parked_deadline or Duration.days(DEFAULT_PARKED_DEADLINE_DAYS)
         compensation_steps = [s for s in definition.steps if s.compensation]
         # The redrive runs a message's compensations synchronously, one after the other, and the
         # messages of a batch one after the other: its timeout must cover a whole batch, or a
@@ -108,6 +121,9 @@ class CompensationParking(Construct):
             environment={
                 "SAGA_TYPE": definition.name,
                 "SAGA_STORE_TABLE": saga.store.table.table_name,
+                "SAGA_BARRIER_TABLE": saga.barrier_table.table_name,
+                "SAGA_IDEMPOTENCY_TABLE": saga.idempotency_table.table_name,
+                "SAGA_PARKED_DEADLINE_SECONDS": str(int(self.parked_deadline.to_seconds())),
                 "SAGA_COMPENSATION_FUNCTIONS": Stack.of(self).to_json_string(
                     {name: fn.function_name for name, fn in saga.compensation_functions.items()}
                 ),
@@ -117,13 +133,16 @@ class CompensationParking(Construct):
                 "SAGA_COMPENSATION_TIMEOUT": str(max(s.timeout_seconds
                                                      for s in compensation_steps)),
                 "POWERTOOLS_SERVICE_NAME": definition.name,
-                "POWERTOOLS_METRICS_NAMESPACE": "SagaKit",
+                "POWERTOOLS_METRICS_NAMESPACE": saga.metrics_namespace,
             },
             description=f"Saga {definition.name}: finishes parked compensations",
         )
         for function in saga.compensation_functions.values():
             function.grant_invoke(self.redrive_function)
         saga.store.grant_update(self.redrive_function)
+        # Every delivery keeps the parked saga's barrier items and idempotency records alive.
+        saga.barrier_table.grant_read_write_data(self.redrive_function)
+        saga.idempotency_table.grant_read_write_data(self.redrive_function)
         self.redrive_function.add_event_source(
             event_sources.SqsEventSource(self.queue, batch_size=batch_size,
                                          report_batch_item_failures=True)
@@ -145,43 +164,49 @@ class CompensationParking(Construct):
                 period=Duration.minutes(1), statistic="Maximum"),
             threshold=(oldest_message_alarm or Duration.minutes(15)).to_seconds(),
         )
-        # A moved message keeps its first enqueue time: a saga left in the DLQ expires 14 days
-        # after it was parked. Warn at 7 days, while the alarm above may already be ringing.
+        # SQS drops a message 14 days after it was enqueued, and a DLQ redrive enqueues it
+        # anew: this age restarts at every redrive, so it says how long until SQS drops the
+        # message, not how long the saga has been parked (the message's parked_at says that).
         self.dlq_age_alarm = threshold_alarm(
             self, "DeadLetterAgeAlarm", topic=alarm_topic, description=
-            f"Saga {name}: a parked compensation has waited in the DLQ for 7 days; SQS drops it "
-            "at 14. Redrive it now.",
+            f"Saga {name}: a parked compensation has sat in the DLQ for 7 days since it was "
+            "parked or last redriven; SQS drops it 7 days from now. Fix the cause and redrive it "
+            "(saga dlq list shows how long each saga has been parked).",
             metric=self.dead_letter_queue.metric_approximate_age_of_oldest_message(
                 period=Duration.minutes(5), statistic="Maximum"),
             threshold=Duration.days(7).to_seconds(),
         )
+        deadline_days = f"{self.parked_deadline.to_days():g}"
+        self.deadline_alarm = threshold_alarm(
+            self, "ParkedPastDeadlineAlarm", topic=alarm_topic, description=
+            f"Saga {name}: the redrive refused a saga parked more than {deadline_days} days ago. "
+            "It stays parked and nothing was undone by the kit: finish it by hand from the "
+            "message in the DLQ (its state names what is still to undo), then delete the message.",
+            metric=cloudwatch.Metric(
+                namespace=saga.metrics_namespace, metric_name=PAST_DEADLINE_METRIC,
+                dimensions_map={"SagaType": name, "service": name},
+                period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+        )
 
     def park(self, saga: Saga) -> sfn.IChainable:
         """States that park ``$.compensation_failure`` (queue, then store) and fail the saga."""
-        terminal = sfn.Fail(
-            self, "CompensationFailed", state_name="CompensationFailed", error="CompensationFailed",
-            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.compensation_failure")),
-        )
         send = tasks.SqsSendMessage(
             self,
             "park_compensation",
             state_name="park_compensation",
             queue=self.queue,
+            # The whole saga state, once: input, results, compensations, the original failure
+            # and the compensation failure (which compensation, error, cause, what is pending).
             message_body=sfn.TaskInput.from_object({
                 "kind": MESSAGE_KIND,
                 "version": MESSAGE_VERSION,
                 "saga_type": saga.definition.name,
                 "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
                 "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                # Kept through every DLQ redrive (SQS gives a redriven message a new enqueue
+                # time): the redrive Lambda's deadline counts from here.
                 "parked_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
-                "failed_compensation": sfn.JsonPath.string_at(
-                    "$.compensation_failure.failed_compensation"),
-                "pending_compensations": sfn.JsonPath.list_at(
-                    "$.compensation_failure.pending_compensations"),
-                "error": sfn.JsonPath.string_at("$.compensation_failure.error"),
-                "cause": sfn.JsonPath.string_at("$.compensation_failure.cause"),
-                "attempts": sfn.JsonPath.number_at("$.compensation_failure.attempts"),
-                "failure": sfn.JsonPath.object_at("$.failure"),
                 "state": sfn.JsonPath.entire_payload,
             }),
             result_path=sfn.JsonPath.DISCARD,
@@ -190,11 +215,16 @@ class CompensationParking(Construct):
                        backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
         # If even parking fails, end in a state of its own whose cause keeps the full context.
         send.add_catch(
-            sfn.Fail(self, "ParkingFailed", state_name="ParkingFailed", error="ParkingFailed",
-                     cause_path=sfn.JsonPath.json_to_string(
-                         sfn.JsonPath.object_at("$.compensation_failure"))),
+            self._with_failure(saga, "ParkingFailed cause").next(sfn.Fail(
+                self, "ParkingFailed", state_name="ParkingFailed", error="ParkingFailed",
+                cause_path=sfn.JsonPath.json_to_string(
+                    sfn.JsonPath.object_at("$.compensation_failure")))),
             errors=["States.ALL"], result_path="$.store_error",
         )
+        terminal = self._with_failure(saga, "CompensationFailed cause").next(sfn.Fail(
+            self, "CompensationFailed", state_name="CompensationFailed", error="CompensationFailed",
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.compensation_failure")),
+        ))
 
         # The saga id is the execution name (the runtime refuses any other).
         update = tasks.DynamoUpdateItem(
@@ -233,3 +263,21 @@ class CompensationParking(Construct):
         update.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")
         return send.next(update.next(terminal))
 
+    def _with_failure(self, saga: Saga, state_name: str) -> sfn.Pass:
+        """The execution's cause: the compensation failure with the saga type and the original
+        failure, which the parked message carries elsewhere in the state."""
+        return sfn.Pass(
+            self, state_name, state_name=state_name,
+            parameters={
+                "saga_type": saga.definition.name,
+                "failed_compensation": sfn.JsonPath.string_at(
+                    "$.compensation_failure.failed_compensation"),
+                "error": sfn.JsonPath.string_at("$.compensation_failure.error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_failure.cause"),
+                "pending_compensations": sfn.JsonPath.list_at(
+                    "$.compensation_failure.pending_compensations"),
+                "attempts": sfn.JsonPath.number_at("$.compensation_failure.attempts"),
+                "failure": sfn.JsonPath.object_at("$.failure"),
+            },
+            result_path="$.compensation_failure",
+        )

@@ -1,10 +1,13 @@
 """Execution status events: how each saga execution ended, recorded in the saga store.
 
 An EventBridge rule on the saga's "Step Functions Execution Status Change" events invokes a
-small Lambda (``saga_runtime.status_events``) that writes the ending to the store. It covers the
-endings no step handler sees: a forward recovery that gave up, an execution stopped or timed out.
-An event that still fails after EventBridge's retries lands in a dead-letter queue, with an
-alarm, so a store that disagrees with Step Functions is always noticed.
+small Lambda (``saga_runtime.status_events``) that writes the ending to the store: the terminal
+statuses (completed, compensated, failed) come from there only, because only Step Functions
+knows whether it accepted a task's result. A second rule brings an execution redriven in Step
+Functions back out of ``failed``. Every ending that is not one of the saga's own (completed,
+``SagaCompensated.*``, ``CompensationFailed`` after parking) counts in ``SagaFailedUnexpectedly``,
+with an alarm. An event that still fails after EventBridge's retries lands in a dead-letter
+queue, with an alarm, so a store that disagrees with Step Functions is always noticed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The execution statuses recorded (RUNNING is written by the API and the handlers).
 ENDED_STATUSES = ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+#: Emitted by the status-event Lambda (``saga_runtime.status_events.UNEXPECTED_ENDING_METRIC``).
+UNEXPECTED_ENDING_METRIC = "SagaFailedUnexpectedly"
 
 
 class ExecutionStatusEvents(Construct):
@@ -51,6 +57,7 @@ class ExecutionStatusEvents(Construct):
                 "SAGA_TYPE": name,
                 "SAGA_STORE_TABLE": saga.store.table.table_name,
                 "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": saga.metrics_namespace,
             },
             description=f"Saga {name}: records how each execution ended in the saga store",
         )
@@ -79,12 +86,36 @@ class ExecutionStatusEvents(Construct):
                     "status": ENDED_STATUSES,
                 },
             ),
-            targets=[targets.LambdaFunction(
-                self.function,
-                dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=8,
-                max_event_age=Duration.hours(24),
-            )],
+            targets=[self._target()],
+        )
+        # RedriveExecution resumes a failed execution: its RUNNING event carries redriveCount.
+        self.redrive_rule = events.Rule(
+            self,
+            "RedriveRule",
+            description=f"Saga {name}: executions redriven in Step Functions to the saga store",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "stateMachineArn": [saga.state_machine.state_machine_arn],
+                    "status": ["RUNNING"],
+                    "redriveCount": [{"numeric": [">", 0]}],
+                },
+            ),
+            targets=[self._target()],
+        )
+        self.unexpected_ending_alarm = threshold_alarm(
+            self, "UnexpectedEndingAlarm", topic=alarm_topic, description=(
+                f"Saga {name}: an execution ended in a way the saga does not expect "
+                "(ForwardRecoveryFailed, ParkingFailed, States.DataLimitExceeded, "
+                "States.Runtime, TIMED_OUT, ABORTED): its participants may hold effects nobody "
+                "will undo. The saga store item says which (status failed, unexpected_ending); "
+                "the status-event function's log line 'saga ended unexpectedly' names the saga."),
+            metric=cloudwatch.Metric(
+                namespace=saga.metrics_namespace, metric_name=UNEXPECTED_ENDING_METRIC,
+                dimensions_map={"SagaType": name, "service": name},
+                period=Duration.minutes(1), statistic="Sum"),
+            threshold=0,
         )
         self.alarm = threshold_alarm(
             self, "DeadLetterAlarm", topic=alarm_topic, description=(
@@ -94,3 +125,7 @@ class ExecutionStatusEvents(Construct):
                 period=Duration.minutes(1), statistic="Maximum"),
             threshold=0,
         )
+
+    def _target(self) -> targets.LambdaFunction:
+        return targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letter_queue,
+                                      retry_attempts=8, max_event_age=Duration.hours(24))
