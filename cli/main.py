@@ -47,12 +47,14 @@ def demo(
 ) -> None:
     """Run the order saga in the local cloud: happy path and a failure at each step."""
     from cli.demo import SCENARIOS, run_demo
+    from cli.emulator_log import emulator_notes_to_log
 
     if not verbose:
         _quiet_handlers()
     console = Console(stderr=json_output)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+    with emulator_notes_to_log() as notes, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("starting", total=len(SCENARIOS))
 
         def on_progress(message: str) -> None:
@@ -61,6 +63,8 @@ def demo(
             progress.update(task, description=message)
 
         report = run_demo(on_progress)
+    if notes.summary():
+        Console(stderr=True).print(f"[dim]{notes.summary()}[/dim]")
 
     if json_output:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -240,8 +244,17 @@ def serve(
         console.print(f"try: saga start order_fulfillment --api-url {info['api_url']} "
                       "--idempotency-key order-1 --input @order.json   (Ctrl-C stops)")
 
-    run_server(host=host, api_port=port, aws_port=aws_port or None,
-               instant_retries=not real_retry_delays, seed=seed, announce=announce)
+    from cli.emulator_log import emulator_notes_to_log
+
+    with emulator_notes_to_log() as notes:
+        def announce_once_quiet(info: dict) -> None:
+            if notes.summary() and not json_output:
+                Console().print(f"[dim]{notes.summary()}[/dim]")
+            announce(info)
+
+        run_server(host=host, api_port=port, aws_port=aws_port or None,
+                   instant_retries=not real_retry_delays, seed=seed,
+                   announce=announce_once_quiet)
 
 
 API_URL_OPTION = typer.Option(None, "--api-url", envvar="SAGA_API_URL",

@@ -64,3 +64,29 @@ def test_cli_exits_non_zero_when_inconsistent(report: DemoReport,
     result = CliRunner().invoke(cli_main.app, ["demo"])
     assert result.exit_code == 1
     assert "INCONSISTENT" in result.output
+
+
+def test_emulator_warnings_go_to_a_log_and_one_summary_line(
+    tmp_path: Any, capfd: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+    import warnings
+
+    from cli.emulator_log import emulator_notes_to_log
+
+    log = tmp_path / "emulator.log"
+    with emulator_notes_to_log(log) as notes:
+        for kind in ("AWS::CloudWatch::Alarm", "AWS::ApiGateway::Stage", "AWS::CloudWatch::Alarm"):
+            logging.getLogger("moto.cloudformation.parsing").warning(
+                "No Moto CloudFormation support for %s", kind)
+            warnings.warn(f"Tried to parse {kind} but it's not supported", UserWarning,
+                          stacklevel=1)
+    out, err = capfd.readouterr()
+    assert "Moto" not in out + err and "Tried to parse" not in out + err  # the first screen
+    assert "No Moto CloudFormation support for AWS::ApiGateway::Stage" in log.read_text()
+    assert "Tried to parse AWS::CloudWatch::Alarm" in log.read_text()
+    assert notes.summary() == (
+        f"local cloud: moto skipped 2 resource types it does not emulate (6 notes in {log}; "
+        "local_cloud/README.md says why)")
+    # Outside the block moto's logger is back to normal.
+    assert logging.getLogger("moto").propagate is True
