@@ -44,7 +44,12 @@ DEFAULT_RESPONSES = {
     "BAD_REQUEST_BODY": (400, '{"message": "$context.error.validationErrorString"}'),
     "REQUEST_TOO_LARGE": (413, '{"message": "$context.error.message"}'),
     "INTEGRATION_FAILURE": (502, '{"message": "Internal server error"}'),
+    "THROTTLED": (429, '{"message":"Too Many Requests"}'),
 }
+#: How long a request waits for one of the integration slots before it is answered 429, as a
+#: throttled stage answers: a client retries with the same Idempotency-Key, instead of hanging
+#: on a queue that a burst on a busy machine can make minutes long.
+SLOT_WAIT_SECONDS = 10.0
 _CONTEXT_ERROR = re.compile(r"(\$util\.escapeJavaScript\()?\$context\.error\.(\w+)(\))?")
 
 
@@ -107,14 +112,17 @@ class LocalRestApi:
         rest_api_logical_id: Which REST API, when the template has several.
         stage: The stage name put into the proxy events' request context.
         max_concurrent_invocations: Integration calls that run at once; the others wait their
-            turn. Every local Lambda shares this process's CPU, so a burst of hundreds of calls
-            would otherwise all run past their timeout together; waiting does not count
-            towards a Lambda's timeout, as a throttled invocation's does not on AWS.
+            turn (waiting does not count towards a Lambda's timeout), and one that waits over
+            ``SLOT_WAIT_SECONDS`` is answered ``429``, as a throttled stage is. Default 1:
+            Powertools' event handler keeps the request it is resolving in a module global
+            (``app.current_event``), which on AWS belongs to one execution environment serving
+            one request at a time, and here to the one process every invocation shares; two
+            requests resolved at once would read each other's headers and bodies.
     """
 
     def __init__(self, template: dict[str, Any], invoke: Any, *,
                  rest_api_logical_id: str | None = None, stage: str = "local",
-                 max_concurrent_invocations: int = 8) -> None:
+                 max_concurrent_invocations: int = 1) -> None:
         resources: dict[str, Any] = template.get("Resources", {})
         apis = [k for k, r in resources.items() if r.get("Type") == "AWS::ApiGateway::RestApi"]
         if rest_api_logical_id is None:
@@ -263,8 +271,12 @@ class LocalRestApi:
         forwarded = {"X-Forwarded-Proto": "http", "X-Forwarded-For": source_ip}
         headers = {**{k: v for k, v in forwarded.items() if k.lower() not in lower}, **headers}
         event = self._proxy_event(route, path, query, headers, text, path_params, source_ip)
-        with self._invocation_slots:
+        if not self._invocation_slots.acquire(timeout=SLOT_WAIT_SECONDS):
+            return self.gateway_response("THROTTLED")
+        try:
             payload, errored = self._invoke(route.function_logical_id, event)
+        finally:
+            self._invocation_slots.release()
         return _proxy_response(payload, errored, self)
 
     def _proxy_event(self, route: _Method, path: str, query: str, headers: dict[str, str],

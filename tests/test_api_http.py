@@ -267,10 +267,10 @@ def test_200_concurrent_starts_with_duplicate_keys(api: SagaApiClient, sfn: Any,
             break
         assert time.monotonic() < deadline, f"{len(pending)} sagas not finished: {pending[:5]}"
         time.sleep(0.5)
-    # Locally every Lambda shares two cores: under this burst a step can overrun its 4 s task
-    # timeout and its saga compensates (correctly). Either way the books must balance.
+    # Every Lambda shares two cores under this burst, but handler time keeps a starved step
+    # from timing out: every saga completes, and the books say so.
     outcomes = {statuses[k] for k in keys}
-    assert outcomes <= {"completed", "compensated"}, outcomes
+    assert outcomes == {"completed"}, outcomes
     completed = sum(1 for status in statuses.values() if status == "completed")
     books = OrderParticipants(dynamodb, OrderTables.from_outputs(served["outputs"])).books()
     seeded = served["seeded"]

@@ -20,7 +20,8 @@ class FaultRule(BaseModel):
 
     step: Literal["reserve_inventory", "charge_payment", "create_shipment", "send_confirmation"]
     phase: Literal["action", "compensation"] = "action"
-    kind: Literal["business_error", "transient_error", "timeout", "crash_after_effect"]
+    kind: Literal["business_error", "transient_error", "timeout", "crash_after_effect",
+                  "timeout_after_effect"]
     times: int | None = Field(default=None, ge=1, le=100)
     seconds: float | None = Field(default=None, ge=0, le=900)
 
