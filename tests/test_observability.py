@@ -10,18 +10,7 @@ from typing import Any
 import pytest
 
 from cli.order_demo import order_input
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):
-            lines.append(parsed)
-    return lines
+from tests.emf import json_lines
 
 
 def test_business_error_is_logged_and_counted(
@@ -53,14 +42,14 @@ def test_business_error_is_logged_and_counted(
 
     for handler, stream in zip(handlers, previous, strict=True):
         handler.setStream(stream)  # type: ignore[attr-defined]
-    [log] = [line for line in _json_lines(log_buffer.getvalue())
+    [log] = [line for line in json_lines(log_buffer.getvalue())
              if line.get("message", "").startswith("action failed")]
     assert log["level"] == "WARNING"
     assert log["correlation_id"] == state["saga_id"]
     assert (log["saga_type"], log["step"], log["phase"]) == (
         "order_fulfillment", "reserve_inventory", "action")
 
-    [emf] = [line for line in _json_lines(capsys.readouterr().out) if "_aws" in line]
+    [emf] = [line for line in json_lines(capsys.readouterr().out) if "_aws" in line]
     [directive] = emf["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "SagaKit"
     # Powertools adds "service" (POWERTOOLS_SERVICE_NAME, the saga type) to the kit's dimensions.

@@ -10,7 +10,6 @@ redriven message a fresh retention, so only the kit can keep the saga's records 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from cli.dlq import list_parked, redrive
 from cli.executions import outcome, start_saga, wait_for_execution
 from cli.order_demo import OrderParticipants, OrderTables, order_input
 from local_cloud.wall_clock import ShiftedWallClock
+from tests.emf import json_lines
 
 SKU, CUSTOMER, PRICE = "sku-weeks", "customer-weeks", 1999
 #: The charge is made, then the handler crashes: the saga compensates, and the refund keeps
@@ -62,7 +62,7 @@ def weeks(reserve_and_charge: Any, capsys_module: Any) -> dict[str, Any]:
             capsys_module.readouterr()
             redrive(sqs, dlq_arn)
             cloud.pump_event_sources()
-            emf.extend(_emf_lines(capsys_module.readouterr().out))
+            emf.extend(m for m in json_lines(capsys_module.readouterr().out) if "_aws" in m)
             statuses[day] = {name: _status(cloud, saga_id) for name, saga_id in sagas.items()}
         in_dlq = {v.saga_id: v for v in list_parked(sqs, dlq_url)}
         swept[97] = cloud.sweep_expired_items(clock.time() + 86400)
@@ -89,18 +89,6 @@ def capsys_module() -> Any:
     previous, sys.stdout = sys.stdout, capture.buffer
     yield capture
     sys.stdout = previous
-
-
-def _emf_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and "_aws" in parsed:
-            lines.append(parsed)
-    return lines
 
 
 def _status(cloud: Any, saga_id: str) -> dict[str, Any]:

@@ -74,36 +74,14 @@ class ExecutionStatusEvents(Construct):
             id="AwsSolutions::AwsSolutions-SQS3",
             reason="This queue is itself the dead-letter queue of the status-event rule's target.",
         ))
-        self.rule = events.Rule(
-            self,
-            "Rule",
-            description=f"Saga {name}: execution endings to the saga store",
-            event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={
-                    "stateMachineArn": [saga.state_machine.state_machine_arn],
-                    "status": ENDED_STATUSES,
-                },
-            ),
-            targets=[self._target()],
-        )
+        machine = saga.state_machine.state_machine_arn
+        self.rule = self._rule("Rule", f"Saga {name}: execution endings to the saga store",
+                               {"stateMachineArn": [machine], "status": ENDED_STATUSES})
         # RedriveExecution resumes a failed execution: its RUNNING event carries redriveCount.
-        self.redrive_rule = events.Rule(
-            self,
-            "RedriveRule",
-            description=f"Saga {name}: executions redriven in Step Functions to the saga store",
-            event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={
-                    "stateMachineArn": [saga.state_machine.state_machine_arn],
-                    "status": ["RUNNING"],
-                    "redriveCount": [{"numeric": [">", 0]}],
-                },
-            ),
-            targets=[self._target()],
-        )
+        self.redrive_rule = self._rule(
+            "RedriveRule", f"Saga {name}: executions redriven in Step Functions to the saga store",
+            {"stateMachineArn": [machine], "status": ["RUNNING"],
+             "redriveCount": [{"numeric": [">", 0]}]})
         self.unexpected_ending_alarm = threshold_alarm(
             self, "UnexpectedEndingAlarm", topic=alarm_topic, description=(
                 f"Saga {name}: an execution ended in a way the saga does not expect "
@@ -126,6 +104,14 @@ class ExecutionStatusEvents(Construct):
             threshold=0,
         )
 
-    def _target(self) -> targets.LambdaFunction:
-        return targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letter_queue,
-                                      retry_attempts=8, max_event_age=Duration.hours(24))
+    def _rule(self, construct_id: str, description: str, detail: dict[str, object]) -> events.Rule:
+        """A rule on the saga's execution status events that invokes the status-event Lambda,
+        retried 8 times over a day, then parked in the dead-letter queue."""
+        return events.Rule(
+            self, construct_id, description=description,
+            event_pattern=events.EventPattern(
+                source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                detail=detail),
+            targets=[targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letter_queue,
+                                            retry_attempts=8, max_event_age=Duration.hours(24))],
+        )
