@@ -57,9 +57,13 @@ def test_last_action_answering_after_its_timeout_is_compensated_everywhere(
     rc: dict[str, Any],
 ) -> None:
     before = rc["p"].books()
-    # The charge is made and its handler succeeds, but only after the task timed out: its own
-    # store write comes while (or before) the compensations run.
-    saga_id, result = _run(rc, [{"step": "charge_payment", "kind": "timeout_after_effect"}])
+    # The charge is made and its handler succeeds half a second after the task timed out (as
+    # after a cold start): its own store write lands before the first compensation's, which
+    # starts slowly, so a handler that decided "completed" would have had the last word.
+    saga_id, result = _run(rc, [
+        {"step": "charge_payment", "kind": "timeout_after_effect", "seconds": 4.5},
+        {"step": "charge_payment", "phase": "compensation", "kind": "timeout", "seconds": 1.5},
+    ])
     assert result.error == "SagaCompensated.charge_payment"
     assert result.cause["error"] == "States.Timeout"
     assert result.compensations_run == ["charge_payment", "reserve_inventory"]
