@@ -184,9 +184,6 @@ def start(saga_type: str) -> Response:
             raise
         arn = execution_arn(route["state_machine_arn"], saga_id)
         existing = json.loads(sfn.describe_execution(executionArn=arn).get("input") or "{}")
-        # Only what the client sent counts: a retry that arrives after the execution ran may
-        # see the saga's own keys (results, failure, ...) next to the input.
-        existing = {k: v for k, v in existing.items() if k not in RESERVED_STATE_KEYS}
         if existing != saga_input:
             raise ApiError(422, f"{IDEMPOTENCY_HEADER} '{saga_id}' was already used with a "
                                 "different body; use a new key for a new saga") from None
