@@ -74,12 +74,18 @@ def participants(cloud: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def saga_functions(cloud: Any) -> dict[tuple[str, str], str]:
-    """Deployed handler function names by (step, phase)."""
+    """The order stack's handler function names by (step, phase).
+
+    Only this stack's: the suite deploys another saga with steps of the same names into the
+    same moto, and which one a listing returns last must not decide what a test looks at.
+    """
+    own = {r.physical_id for r in cloud.resources.values()
+           if r.resource_type == "AWS::Lambda::Function"}
     functions = {}
     for page in cloud.client("lambda").get_paginator("list_functions").paginate():
         for fn in page["Functions"]:
             env = fn.get("Environment", {}).get("Variables", {})
-            if "SAGA_STEP" in env:
+            if "SAGA_STEP" in env and fn["FunctionName"] in own:
                 functions[(env["SAGA_STEP"], env["SAGA_PHASE"])] = fn["FunctionName"]
     return functions
 
