@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -74,7 +74,9 @@ def _view(message: dict[str, Any], now: float, retention_seconds: float) -> Park
     failure = failure if isinstance(failure, dict) and "failed_compensation" in failure else body
     parked_at = body.get("parked_at")
     try:
-        parked_age = round(now - datetime.fromisoformat(str(parked_at)).timestamp(), 1)
+        parked = datetime.fromisoformat(str(parked_at))
+        # Step Functions' times are UTC, with or without the offset written out.
+        parked_age = round(now - parked.replace(tzinfo=parked.tzinfo or UTC).timestamp(), 1)
     except ValueError:
         parked_age = None
     return ParkedView(

@@ -247,14 +247,14 @@ def serve(
     from cli.emulator_log import emulator_notes_to_log
 
     with emulator_notes_to_log() as notes:
-        def announce_once_quiet(info: dict) -> None:
+        def announce_with_summary(info: dict) -> None:
             if notes.summary() and not json_output:
                 Console().print(f"[dim]{notes.summary()}[/dim]")
             announce(info)
 
         run_server(host=host, api_port=port, aws_port=aws_port or None,
                    instant_retries=not real_retry_delays, seed=seed,
-                   announce=announce_once_quiet)
+                   announce=announce_with_summary)
 
 
 API_URL_OPTION = typer.Option(None, "--api-url", envvar="SAGA_API_URL",

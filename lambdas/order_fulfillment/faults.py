@@ -153,12 +153,18 @@ def _strike_before(target: _Target) -> None:
     _outlive_task_timeout(rule, target)
 
 
-def _outlive_task_timeout(rule: dict[str, Any], target: _Target) -> None:
+def _sleep_seconds(rule: dict[str, Any], target: _Target) -> float:
+    """The rule's ``seconds``, or long enough to outlive the task timeout."""
     if rule.get("seconds") is not None:
-        time.sleep(float(rule["seconds"]))
-        return
-    time.sleep(target.remaining_ms / 1000 + PAST_TASK_TIMEOUT_SECONDS)
-    if target.phase != "action" or os.environ.get("SAGA_HAS_COMPENSATION") != "true":
+        return float(rule["seconds"])
+    return target.remaining_ms / 1000 + PAST_TASK_TIMEOUT_SECONDS
+
+
+def _outlive_task_timeout(rule: dict[str, Any], target: _Target) -> None:
+    time.sleep(_sleep_seconds(rule, target))
+    waits_for_compensation = (rule.get("seconds") is None and target.phase == "action"
+                              and os.environ.get("SAGA_HAS_COMPENSATION") == "true")
+    if not waits_for_compensation:
         return
     barrier = StepBarrier(dynamodb_client(), os.environ["SAGA_BARRIER_TABLE"],
                           target.saga_type, target.saga_id, target.step)
@@ -177,9 +183,7 @@ def after_effect(ctx: StepContext) -> None:
     if rule["kind"] == "crash_after_effect":
         raise InjectedCrash(f"injected crash after the effect of {ctx.step} {ctx.phase}")
     # timeout_after_effect: the effect stands, the answer comes too late for Step Functions.
-    seconds = rule.get("seconds")
-    time.sleep(float(seconds) if seconds is not None
-               else target.remaining_ms / 1000 + PAST_TASK_TIMEOUT_SECONDS)
+    time.sleep(_sleep_seconds(rule, target))
 
 
 def _remaining_ms(context: Any) -> int:

@@ -106,11 +106,13 @@ class StepBarrier:
                 ConditionExpression="attribute_exists(step) AND (attribute_not_exists(expires_at) "
                                     "OR expires_at < :ttl)",
                 ExpressionAttributeValues={":ttl": {"N": str(expires_at)}},
+                # A refused update says why in the same answer: no item, or already kept longer.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            return self.exists()
+            return bool(error.response.get("Item"))
         return True
 
     def compensated(self) -> bool:
@@ -118,11 +120,6 @@ class StepBarrier:
         item = self._client.get_item(TableName=self.table_name, Key=self.key, ConsistentRead=True,
                                      ProjectionExpression="compensated_at").get("Item") or {}
         return "compensated_at" in item
-
-    def exists(self) -> bool:
-        """Whether the item exists (the action started, or the step was compensated)."""
-        return "Item" in self._client.get_item(TableName=self.table_name, Key=self.key,
-                                               ConsistentRead=True, ProjectionExpression="step")
 
     def enter_compensation(self) -> bool:
         """Marks the step compensated (no later action can take effect) and reports whether the
