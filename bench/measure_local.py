@@ -30,12 +30,12 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 from aws_cdk import App, Environment, Stack  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 
-from cli.executions import outcome, start_saga, wait_for_execution  # noqa: E402
-from cli.order_demo import CUSTOMER, OrderParticipants, OrderTables, order_input  # noqa: E402
-from local_cloud import LocalCloud  # noqa: E402
+from demo.order_demo import CUSTOMER, OrderParticipants, OrderTables, order_input  # noqa: E402
+from saga_kit.cdk import Saga  # noqa: E402
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution  # noqa: E402
+from saga_kit.local_cloud import LocalCloud  # noqa: E402
 from stacks.app_factory import ORDER_STACK_NAME, build_app  # noqa: E402
 from stacks.order_fulfillment import ORDER_FULFILLMENT  # noqa: E402
-from stacks.saga import Saga  # noqa: E402
 
 BASELINE_STACK = "SagaKitBaseline"
 FAIL_AT = "create_shipment"  # compensated path: the longest one, three compensations
@@ -44,9 +44,9 @@ FAIL_AT = "create_shipment"  # compensated path: the longest one, three compensa
 def _code_dir(variant: str, workdir: Path) -> Path:
     if variant == "baseline":
         return ROOT / "bench" / "baseline_lambdas"
-    # runtime: the real saga_runtime package next to echo handlers, as one asset.
+    # runtime: the real saga_kit.runtime package next to echo handlers, as one asset.
     code = workdir / "runtime_code"
-    shutil.copytree(ROOT / "lambdas" / "saga_runtime", code / "saga_runtime",
+    shutil.copytree(ROOT / "lambdas" / "saga_kit.runtime", code / "saga_kit.runtime",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "bench" / "runtime_echo_lambdas" / "order_fulfillment",
                     code / "order_fulfillment", ignore=shutil.ignore_patterns("__pycache__"))
@@ -89,7 +89,7 @@ def main() -> None:
         assembly, stack_name = synthesize(args.variant, Path(tmp) / "cdk.out")
         with LocalCloud(assembly, stack_name) as cloud:
             sfn = cloud.client("stepfunctions")
-            machine = cloud.outputs["StateMachineArn"]
+            machine = cloud.saga_outputs()["StateMachineArn"]
             if args.variant == "kit":
                 participants = OrderParticipants(cloud.client("dynamodb"),
                                                  OrderTables.from_outputs(cloud.outputs))

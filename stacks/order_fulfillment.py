@@ -14,8 +14,15 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.saga import RetryPolicy, Saga, SagaApi, SagaDefinition, Step, StepKind
-from stacks.saga.tables import durable_table
+from saga_kit.cdk import (
+    RetryPolicy,
+    Saga,
+    SagaApi,
+    SagaDefinition,
+    Step,
+    StepKind,
+    durable_table,
+)
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -55,7 +62,8 @@ ORDER_FULFILLMENT = SagaDefinition(
 
 
 def lambda_code() -> lambda_.Code:
-    """The one code asset every handler runs from: the runtime plus the participants."""
+    """The one code asset every handler runs from: the participants only (the ``Saga``
+    construct brings ``saga_kit.runtime`` as a layer)."""
     return lambda_.Code.from_asset(
         str(LAMBDAS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/tests"]
     )
@@ -87,27 +95,17 @@ class OrderFulfillmentStack(Stack):
             handlers_dir=LAMBDAS_DIR,
             environment={name: table.table_name for name, table in self.tables.items()},
         )
-        grants = {
-            "reserve_inventory": ["INVENTORY_TABLE"],
-            "charge_payment": ["PAYMENTS_TABLE"],
-            "create_shipment": ["SHIPMENTS_TABLE"],
-            "send_confirmation": ["CONFIRMATIONS_TABLE"],
+        # Each step's action and compensation get its participant's table and the fault table.
+        participants = {
+            "reserve_inventory": "INVENTORY_TABLE",
+            "charge_payment": "PAYMENTS_TABLE",
+            "create_shipment": "SHIPMENTS_TABLE",
+            "send_confirmation": "CONFIRMATIONS_TABLE",
         }
-        for step, table_keys in grants.items():
-            for function in self.saga.step_functions(step):
-                for key in [*table_keys, "FAULT_TABLE"]:
-                    self.tables[key].grant_read_write_data(function)
+        for step, table_key in participants.items():
+            self.saga.grant(step, self.tables[table_key].grant_read_write_data,
+                            self.tables["FAULT_TABLE"].grant_read_write_data)
         self.api = SagaApi(self, "Api", sagas=[self.saga], code=lambda_code(),
                            handlers_dir=LAMBDAS_DIR)
-        CfnOutput(self, "StateMachineArn", value=self.saga.state_machine.state_machine_arn)
-        CfnOutput(self, "IdempotencyTableName", value=self.saga.idempotency_table.table_name)
-        CfnOutput(self, "BarrierTableName", value=self.saga.barrier_table.table_name)
-        CfnOutput(self, "SagaStoreTableName", value=self.saga.store.table.table_name)
-        parking = self.saga.parking
-        CfnOutput(self, "CompensationQueueUrl", value=parking.queue.queue_url)
-        CfnOutput(self, "CompensationQueueArn", value=parking.queue.queue_arn)
-        CfnOutput(self, "CompensationDeadLetterQueueUrl", value=parking.dead_letter_queue.queue_url)
-        CfnOutput(self, "CompensationDeadLetterQueueArn", value=parking.dead_letter_queue.queue_arn)
-        CfnOutput(self, "RedriveFunctionName", value=parking.redrive_function.function_name)
         for name, table in self.tables.items():
             CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)

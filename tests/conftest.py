@@ -39,7 +39,7 @@ def template(assembly_dir: Path) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cloud(assembly_dir: Path) -> Iterator[Any]:
     """The order-fulfillment stack deployed into the local cloud, for the whole session."""
-    from local_cloud import LocalCloud
+    from saga_kit.local_cloud import LocalCloud
 
     with LocalCloud(assembly_dir, ORDER_STACK_NAME) as running:
         _warm_up(running)
@@ -49,8 +49,8 @@ def cloud(assembly_dir: Path) -> Iterator[Any]:
 def _warm_up(cloud: Any) -> None:
     """One saga through every handler before the tests: imports, first boto3 clients and the
     ASL parser are paid once here, not inside the first test's task timeouts."""
-    from cli.executions import start_saga, wait_for_execution
-    from cli.order_demo import OrderParticipants, OrderTables, order_input
+    from demo.order_demo import OrderParticipants, OrderTables, order_input
+    from saga_kit.cli.executions import start_saga, wait_for_execution
 
     participants = OrderParticipants(cloud.client("dynamodb"),
                                      OrderTables.from_outputs(cloud.outputs))
@@ -58,7 +58,7 @@ def _warm_up(cloud: Any) -> None:
     participants.open_account("customer-warm-up", 100_000)
     sfn = cloud.client("stepfunctions")
     for faults in ([], [{"step": "create_shipment", "kind": "business_error"}]):
-        _, arn = start_saga(sfn, cloud.outputs["StateMachineArn"],
+        _, arn = start_saga(sfn, cloud.saga_outputs()["StateMachineArn"],
                             order_input(faults=faults, sku="sku-warm-up",
                                         customer="customer-warm-up"))
         wait_for_execution(sfn, arn, timeout=60)
@@ -67,7 +67,7 @@ def _warm_up(cloud: Any) -> None:
 @pytest.fixture(scope="session")
 def participants(cloud: Any) -> Any:
     """The order saga's simulated participants in the local cloud."""
-    from cli.order_demo import OrderParticipants, OrderTables
+    from demo.order_demo import OrderParticipants, OrderTables
 
     return OrderParticipants(cloud.client("dynamodb"), OrderTables.from_outputs(cloud.outputs))
 
@@ -93,7 +93,7 @@ def saga_functions(cloud: Any) -> dict[tuple[str, str], str]:
 @pytest.fixture(scope="session")
 def reserve_and_charge(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
     """The two-step saga whose last step is compensatable, in the same local cloud."""
-    from local_cloud import LocalCloud
+    from saga_kit.local_cloud import LocalCloud
     from tests.stacks.reserve_and_charge import STACK_NAME
 
     with LocalCloud(assembly_dir, STACK_NAME) as running:

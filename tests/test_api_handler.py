@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from saga_runtime.api import ApiError, execution_arn, validated_input
+from saga_kit.runtime.api import ApiError, execution_arn, validated_input
 
 ORDER = {"order_id": "o-1", "customer_id": "c-1", "sku": "s-1", "quantity": 1, "amount_cents": 5}
 MODEL_ROUTE = {"saga_type": "order_fulfillment",
@@ -61,7 +61,7 @@ def test_execution_arn_is_derived_from_the_state_machine() -> None:
 
 
 def test_step_context_gives_a_stable_idempotency_key_for_outside_services() -> None:
-    from saga_runtime import StepContext
+    from saga_kit.runtime import StepContext
 
     def context(phase: str) -> StepContext:
         return StepContext(saga_type="order_fulfillment", saga_id="order-42",

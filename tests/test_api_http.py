@@ -22,9 +22,10 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from cli.api_client import ApiAnswer, SagaApiClient
-from cli.main import app as cli_app
-from cli.order_demo import CUSTOMER, SKU, OrderParticipants, OrderTables
+from demo.order_demo import CUSTOMER, SKU, OrderParticipants, OrderTables
+from saga_kit.cli.api_client import ApiAnswer, SagaApiClient
+from saga_kit.cli.main import app as cli_app
+from saga_kit.contract import saga_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STARTUP_SECONDS = 120
@@ -45,7 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--json", "--port", str(_free_port()),
+            [sys.executable, "-m", "saga_kit.cli.main", "serve", "--json", "--port", str(_free_port()),
              "--aws-port", str(_free_port())],
             cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
@@ -255,7 +256,7 @@ def test_200_concurrent_starts_with_duplicate_keys(api: SagaApiClient, sfn: Any,
     dynamodb = boto3.client("dynamodb", endpoint_url=served["endpoint_url"],
                             region_name="us-east-1", aws_access_key_id="testing",
                             aws_secret_access_key="testing")
-    table = served["outputs"]["SagaStoreTableName"]
+    table = saga_outputs(served["outputs"])["StoreTableName"]
     deadline = time.monotonic() + 180
     while True:
         statuses = {}

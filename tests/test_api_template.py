@@ -13,8 +13,8 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
+from saga_kit.cdk import ApiAuthorization, Saga, SagaApi, SagaDeclarationError, SagaDefinition, Step
 from stacks.order_fulfillment import LAMBDAS_DIR, ORDER_FULFILLMENT
-from stacks.saga import ApiAuthorization, Saga, SagaApi, SagaDeclarationError, SagaDefinition, Step
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_stage_throttles_logs_and_traces(cdk_template: Template) -> None:
 def test_api_handler_may_start_and_describe_only_its_sagas(template: dict[str, Any]) -> None:
     [handler] = [r for r in template["Resources"].values()
                  if r["Type"] == "AWS::Lambda::Function"
-                 and r["Properties"]["Handler"] == "saga_runtime.api.handler"]
+                 and r["Properties"]["Handler"] == "saga_kit.runtime.api.handler"]
     routes = handler["Properties"]["Environment"]["Variables"]["SAGA_API_ROUTES"]
     assert "order_fulfillment.schema.OrderRequest" in json.dumps(routes)
     role = handler["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -155,7 +155,7 @@ def test_execution_endings_reach_the_store_through_eventbridge(cdk_template: Tem
         })],
     })
     cdk_template.has_resource_properties("AWS::Lambda::Function", {
-        "Handler": "saga_runtime.status_events.handler"})
+        "Handler": "saga_kit.runtime.status_events.handler"})
 
 
 def _api_stack(authorization: ApiAuthorization) -> Template:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import OrderParticipants, order_input
+from demo.order_demo import OrderParticipants, order_input
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 
 SKU_COMP = "sku-compensation"
 CUSTOMER_COMP = "customer-compensation"
@@ -20,7 +20,7 @@ def setup(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     participants.seed_stock(100, sku=SKU_COMP)
     participants.open_account(CUSTOMER_COMP, 100_000)
     return {"participants": participants, "sfn": cloud.client("stepfunctions"),
-            "machine": cloud.outputs["StateMachineArn"]}
+            "machine": cloud.saga_outputs()["StateMachineArn"]}
 
 
 def run(setup: dict[str, Any], faults: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.saga import RetryPolicy, Saga, SagaDeclarationError, SagaDefinition, Step, StepKind
+from saga_kit.cdk import RetryPolicy, Saga, SagaDeclarationError, SagaDefinition, Step, StepKind
 
 
 def step(name: str, **overrides: object) -> Step:
@@ -193,7 +193,7 @@ sys.path.insert(0, {root!r})
 os.environ["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
-from stacks.saga import Saga, SagaDefinition, Step
+from saga_kit.cdk import Saga, SagaDefinition, Step
 app = App()
 Saga(Stack(app, "Bad"), "Trip", code=lambda_.Code.from_inline("x"), definition=SagaDefinition(
     name="trip_booking", steps=[Step("book_car", action="trip.cars.book")]))

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli import demo as demo_module
-from cli import main as cli_main
-from cli.demo import SCENARIOS, DemoReport, run_scenarios
+from demo import scenarios as demo_module
+from demo.scenarios import SCENARIOS, DemoReport, run_scenarios
+from saga_kit.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_emulator_warnings_go_to_a_log_and_one_summary_line(
     import logging
     import warnings
 
-    from cli.emulator_log import emulator_notes_to_log
+    from saga_kit.cli.emulator_log import emulator_notes_to_log
 
     log = tmp_path / "emulator.log"
     with emulator_notes_to_log(log) as notes:
@@ -87,6 +87,6 @@ def test_emulator_warnings_go_to_a_log_and_one_summary_line(
     assert "Tried to parse AWS::CloudWatch::Alarm" in log.read_text()
     assert notes.summary() == (
         f"local cloud: moto skipped 2 resource types it does not emulate (6 notes in {log}; "
-        "local_cloud/README.md says why)")
+        "saga_kit/local_cloud/README.md says why)")
     # Outside the block moto's logger is back to normal.
     assert logging.getLogger("moto").propagate is True

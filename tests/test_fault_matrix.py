@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cli.executions import SagaOutcome, outcome, start_saga, wait_for_execution
-from cli.order_demo import CUSTOMER, MERCHANT, SKU, OrderParticipants, order_input
+from demo.order_demo import CUSTOMER, MERCHANT, SKU, OrderParticipants, order_input
+from saga_kit.cli.executions import SagaOutcome, outcome, start_saga, wait_for_execution
 from stacks.order_fulfillment import ORDER_FULFILLMENT
 
 STEPS = [s.name for s in ORDER_FULFILLMENT.steps]
@@ -73,7 +73,7 @@ def _cells() -> list[Cell]:
 
 def _barrier(cloud: Any, saga_id: str, step: str) -> dict[str, Any]:
     item = cloud.client("dynamodb").get_item(
-        TableName=cloud.outputs["BarrierTableName"], ConsistentRead=True,
+        TableName=cloud.saga_outputs()["BarrierTableName"], ConsistentRead=True,
         Key={"saga": {"S": f"order_fulfillment#{saga_id}"}, "step": {"S": step}}).get("Item", {})
     return item
 
@@ -94,7 +94,7 @@ def matrix(cloud: Any, participants: OrderParticipants) -> dict[tuple[str, str],
     participants.open_account(CUSTOMER_MATRIX, BALANCE)
     before = participants.books()
     journal_start = len(cloud.invocations)
-    machine = cloud.outputs["StateMachineArn"]
+    machine = cloud.saga_outputs()["StateMachineArn"]
     cells = {(c.step, c.kind): c for c in _cells()}
     happy = Cell("none", "happy")
     for cell in [*cells.values(), happy]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cli.executions import new_saga_id
-from cli.order_demo import OrderParticipants, order_input
+from demo.order_demo import OrderParticipants, order_input
+from saga_kit.cli.executions import new_saga_id
 
 SKU_IDEM = "sku-idempotency"
 CUSTOMER_IDEM = "customer-idempotency"

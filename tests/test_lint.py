@@ -11,7 +11,7 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_sqs as sqs
 
-from stacks.app_factory import attach_nag
+from saga_kit.cdk import enable_cdk_nag
 
 
 def test_cfn_lint_has_no_errors_or_warnings(assembly_dir: Path) -> None:
@@ -49,7 +49,7 @@ def test_cdk_nag_really_runs(tmp_path: Path) -> None:
     app = App(outdir=str(tmp_path))
     stack = Stack(app, "Careless")
     sqs.Queue(stack, "Queue", encryption=sqs.QueueEncryption.UNENCRYPTED)
-    attach_nag(app)
+    enable_cdk_nag(app)
     with pytest.raises(RuntimeError, match="AwsSolutions-SQS2"):
         app.synth()
     assert "AwsSolutions-SQS" in (tmp_path / "validation-report.json").read_text()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.order_demo import order_input
+from demo.order_demo import order_input
 from tests.emf import json_lines
 
 
@@ -29,9 +29,9 @@ def test_business_error_is_logged_and_counted(
     log_buffer = io.StringIO()
     # The runtime's logger, whatever service name it took from the first function (or test)
     # that imported it: every in-process function shares the module.
-    import saga_runtime.step
+    import saga_kit.runtime.step
 
-    handlers = logging.getLogger(saga_runtime.step.logger.name).handlers
+    handlers = logging.getLogger(saga_kit.runtime.step.logger.name).handlers
     assert handlers, "the handlers' Powertools logger is not set up"
     previous = [h.setStream(log_buffer) for h in handlers]  # type: ignore[attr-defined]
     state = order_input(sku="sku-sold-out")

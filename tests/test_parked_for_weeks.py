@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from cli.dlq import list_parked, redrive
-from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import OrderParticipants, OrderTables, order_input
-from local_cloud.wall_clock import ShiftedWallClock
+from demo.order_demo import OrderParticipants, OrderTables, order_input
+from saga_kit.cli.dlq import list_parked, redrive
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
+from saga_kit.local_cloud.wall_clock import ShiftedWallClock
 from tests.emf import json_lines
 
 SKU, CUSTOMER, PRICE = "sku-weeks", "customer-weeks", 1999
@@ -38,14 +38,16 @@ def weeks(reserve_and_charge: Any, capsys_module: Any) -> dict[str, Any]:
     sfn, sqs = cloud.client("stepfunctions"), cloud.client("sqs")
     sagas = {}
     for name in ("fixed_in_time", "past_deadline"):
-        saga_id, arn = start_saga(sfn, outputs["StateMachineArn"], order_input(
+        saga_id, arn = start_saga(sfn, cloud.saga_outputs()["StateMachineArn"], order_input(
             faults=CRASH_AFTER_CHARGE, sku=SKU, customer=CUSTOMER) | {"fault_table": True})
         p.set_fault_rules(saga_id, REFUND_FAILS)
         sagas[name] = saga_id
         wait_for_execution(sfn, arn, timeout=60)
         assert outcome(sfn, arn).status == "parked"
     cloud.pump_event_sources()  # day 0: three deliveries fail, the messages reach the DLQ
-    dlq_url, dlq_arn = outputs["CompensationDeadLetterQueueUrl"], outputs["CompensationDeadLetterQueueArn"]
+    outputs = cloud.saga_outputs()
+    dlq_url = outputs["CompensationDeadLetterQueueUrl"]
+    dlq_arn = outputs["CompensationDeadLetterQueueArn"]
     parked_effects = {name: p.saga_effects(saga_id) for name, saga_id in sagas.items()}
     swept: dict[int, dict[str, int]] = {}
     statuses: dict[int, dict[str, str]] = {}
@@ -94,7 +96,7 @@ def capsys_module() -> Any:
 def _status(cloud: Any, saga_id: str) -> dict[str, Any]:
     """The store item's string attributes ({} once a finished saga's item has expired)."""
     item = cloud.client("dynamodb").get_item(
-        TableName=cloud.outputs["SagaStoreTableName"], ConsistentRead=True,
+        TableName=cloud.saga_outputs()["StoreTableName"], ConsistentRead=True,
         Key={"saga_type": {"S": "reserve_and_charge"}, "saga_id": {"S": saga_id}}).get("Item", {})
     return {k: v.get("S") for k, v in item.items() if "S" in v}
 
@@ -150,6 +152,6 @@ def test_a_refused_saga_keeps_its_records(weeks: dict[str, Any]) -> None:
     cloud = weeks["cloud"]
     saga_id = weeks["sagas"]["past_deadline"]
     barrier = cloud.client("dynamodb").get_item(
-        TableName=cloud.outputs["BarrierTableName"], ConsistentRead=True,
+        TableName=cloud.saga_outputs()["BarrierTableName"], ConsistentRead=True,
         Key={"saga": {"S": f"reserve_and_charge#{saga_id}"}, "step": {"S": "reserve_inventory"}})
     assert "action_started_at" in barrier["Item"]

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli import main as cli_main
-from cli.dlq import list_parked, redrive
-from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import OrderParticipants, order_input
+from demo.order_demo import OrderParticipants, order_input
+from saga_kit.cli import main as cli_main
+from saga_kit.cli.dlq import list_parked, redrive
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 
 SKU_PARK = "sku-parking"
 CUSTOMER_PARK = "customer-parking"
@@ -29,13 +29,13 @@ MAX_RECEIVE_COUNT = 3
 def env(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     participants.seed_stock(STOCK, sku=SKU_PARK)
     participants.open_account(CUSTOMER_PARK, BALANCE)
-    outputs = cloud.outputs
+    outputs = cloud.saga_outputs()
     return {"cloud": cloud, "p": participants, "sfn": cloud.client("stepfunctions"),
             "sqs": cloud.client("sqs"), "db": cloud.client("dynamodb"),
             "machine": outputs["StateMachineArn"], "queue": outputs["CompensationQueueUrl"],
             "dlq": outputs["CompensationDeadLetterQueueUrl"],
             "dlq_arn": outputs["CompensationDeadLetterQueueArn"],
-            "store": outputs["SagaStoreTableName"]}
+            "store": outputs["StoreTableName"]}
 
 
 def start(env: dict[str, Any], faults: list[dict[str, Any]], **extra: Any) -> tuple[str, str]:

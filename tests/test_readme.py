@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stacks.saga import SagaDefinition, StepKind
+from saga_kit.cdk import SagaDefinition, StepKind
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

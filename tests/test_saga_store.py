@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cli.executions import history, start_saga
-from cli.order_demo import order_input
-from cli.stuck import find_stuck
-from saga_runtime import store
+from demo.order_demo import order_input
+from saga_kit.cli.executions import history, start_saga
+from saga_kit.cli.stuck import find_stuck
+from saga_kit.runtime import store
 
 BROKE = "customer-store-broke"
 
@@ -22,12 +22,12 @@ def store_table(cloud: Any, participants: Any) -> str:
     participants.seed_stock(1000, sku="sku-store")
     participants.open_account("customer-store", 10**9)
     participants.open_account(BROKE, 0)
-    return cloud.outputs["SagaStoreTableName"]
+    return cloud.saga_outputs()["StoreTableName"]
 
 
 def _run(cloud: Any, **kwargs: Any) -> tuple[str, str, dict[str, Any]]:
     sfn = cloud.client("stepfunctions")
-    saga_id, arn = start_saga(sfn, cloud.outputs["StateMachineArn"],
+    saga_id, arn = start_saga(sfn, cloud.saga_outputs()["StateMachineArn"],
                               order_input(sku="sku-store", **kwargs))
     return saga_id, arn, cloud.wait_for_execution(arn)
 
@@ -165,7 +165,7 @@ def test_log_is_bounded_and_counts_what_it_drops(cloud: Any, store_table: str,
 def test_saga_stuck_command_lists_them(cloud: Any, store_table: str) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from saga_kit.cli.main import app
 
     store.move(cloud.client("dynamodb"), store_table, "order_fulfillment", "stuck-for-cli",
                store.PARKED, now=datetime.now(UTC) - timedelta(hours=2))

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cli.dlq import list_parked, peek, redrive
-from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import MERCHANT, OrderParticipants, order_input
+from demo.order_demo import MERCHANT, OrderParticipants, order_input
+from saga_kit.cli.dlq import list_parked, peek, redrive
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 
 SAGAS = 500
 WAVE = 25
@@ -54,7 +54,7 @@ def soak(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     participants.seed_stock(STOCK, sku=SKU_SOAK)
     participants.open_account(CUSTOMER_SOAK, BALANCE)
     sfn, sqs = cloud.client("stepfunctions"), cloud.client("sqs")
-    machine = cloud.outputs["StateMachineArn"]
+    machine = cloud.saga_outputs()["StateMachineArn"]
     money_before = participants.books()["money_total"]
     merchant_before = participants.books()["balances"].get(MERCHANT, 0)
     sagas: dict[str, dict[str, Any]] = {}
@@ -79,11 +79,11 @@ def soak(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
             wait_for_execution(sfn, arn, timeout=120)
             sagas[saga_id]["outcome"] = outcome(sfn, arn)
     cloud.pump_event_sources()  # the redrive Lambda drains the compensation queue
-    in_dlq = {p.saga_id: p for p in list_parked(sqs, cloud.outputs["CompensationDeadLetterQueueUrl"])}
+    in_dlq = {p.saga_id: p for p in list_parked(sqs, cloud.saga_outputs()["CompensationDeadLetterQueueUrl"])}
     store = cloud.client("dynamodb")
 
     def stored_status(saga_id: str) -> str | None:
-        item = store.get_item(TableName=cloud.outputs["SagaStoreTableName"], ConsistentRead=True,
+        item = store.get_item(TableName=cloud.saga_outputs()["StoreTableName"], ConsistentRead=True,
                               Key={"saga_type": {"S": "order_fulfillment"},
                                    "saga_id": {"S": saga_id}}).get("Item")
         return item["status"]["S"] if item else None
@@ -98,18 +98,18 @@ def soak(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
         saga["final"] = status
         saga["effects"] = participants.saga_effects(saga_id)
     books = participants.books()
-    raw_parked = [json.loads(m["Body"]) for m in peek(sqs, cloud.outputs[
-        "CompensationDeadLetterQueueUrl"])]
+    raw_parked = [json.loads(m["Body"])
+                  for m in peek(sqs, cloud.saga_outputs()["CompensationDeadLetterQueueUrl"])]
     # Duplicate deliveries: copies of parked messages arrive alongside the DLQ redrive.
-    dlq_url = cloud.outputs["CompensationDeadLetterQueueUrl"]
+    dlq_url = cloud.saga_outputs()["CompensationDeadLetterQueueUrl"]
     copies = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
                                  VisibilityTimeout=0).get("Messages", [])
     for message in copies:
-        sqs.send_message(QueueUrl=cloud.outputs["CompensationQueueUrl"], MessageBody=message["Body"])
+        sqs.send_message(QueueUrl=cloud.saga_outputs()["CompensationQueueUrl"], MessageBody=message["Body"])
     # The operator redrives the DLQ until it is empty (a fault may outlast one round).
     rounds = 0
     while list_parked(sqs, dlq_url) and rounds < 3:
-        redrive(sqs, cloud.outputs["CompensationDeadLetterQueueArn"])
+        redrive(sqs, cloud.saga_outputs()["CompensationDeadLetterQueueArn"])
         cloud.pump_event_sources()
         rounds += 1
     after_redrive = {saga_id: stored_status(saga_id) for saga_id in in_dlq if saga_id in sagas}

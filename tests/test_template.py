@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from saga_kit.contract import OUTPUT_KEYS, output_key
 from stacks.order_fulfillment import ORDER_FULFILLMENT
 
 STEPS = [s.name for s in ORDER_FULFILLMENT.steps]
@@ -224,7 +225,7 @@ def test_compensation_queue_dlq_redrive_and_alarms(
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
     })
     cdk_template.has_resource_properties("AWS::Lambda::Function", {
-        "Handler": "saga_runtime.redrive.handler"})
+        "Handler": "saga_kit.runtime.redrive.handler"})
     alarms = {k: a for k, a in cdk_template.find_resources("AWS::CloudWatch::Alarm").items()
               if "Parking" in k}
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
@@ -245,12 +246,11 @@ def test_compensation_queue_dlq_redrive_and_alarms(
     assert "since it was parked or last redriven" in age["AlarmDescription"]
     [redrive] = [f["Properties"] for f in cdk_template.find_resources(
         "AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "saga_runtime.redrive.handler"]
+        if f["Properties"]["Handler"] == "saga_kit.runtime.redrive.handler"]
     variables = redrive["Environment"]["Variables"]
     assert variables["SAGA_PARKED_DEADLINE_SECONDS"] == str(90 * 24 * 3600)
     assert {"SAGA_BARRIER_TABLE", "SAGA_IDEMPOTENCY_TABLE"} <= set(variables)
-    assert {"CompensationQueueUrl", "CompensationDeadLetterQueueUrl",
-            "CompensationDeadLetterQueueArn", "SagaStoreTableName"} <= set(template["Outputs"])
+    assert {output_key("order_fulfillment", name) for name in OUTPUT_KEYS} <= set(template["Outputs"])
 
 
 def test_unexpected_endings_are_counted_and_alarmed(cdk_template: Template) -> None:
@@ -276,8 +276,8 @@ def test_alarm_topic_is_notified_when_given() -> None:
     from aws_cdk import aws_lambda as lambda_
     from aws_cdk import aws_sns as sns
 
+    from saga_kit.cdk import Saga
     from stacks.order_fulfillment import ORDER_FULFILLMENT
-    from stacks.saga import Saga
 
     stack = Stack(App(), "WithTopic")
     topic = sns.Topic(stack, "Ops")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from cli.executions import outcome, start_saga, wait_for_execution
-from cli.order_demo import OrderParticipants, OrderTables, order_input
-from local_cloud.gateway import LocalRestApi
-from saga_runtime import store
+from demo.order_demo import OrderParticipants, OrderTables, order_input
+from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
+from saga_kit.local_cloud.gateway import LocalRestApi
+from saga_kit.runtime import store
 
 SKU, CUSTOMER, PRICE, BALANCE = "sku-terminal", "customer-terminal", 1999, 1_000_000
 UNDONE = {"reserved": 0, "charge": "refunded", "net_charge_cents": 0, "shipment": None,
@@ -40,7 +40,7 @@ def rc(reserve_and_charge: Any) -> dict[str, Any]:
 
 
 def _run(rc: dict[str, Any], faults: list[dict[str, Any]]) -> tuple[str, Any]:
-    saga_id, arn = start_saga(rc["sfn"], rc["cloud"].outputs["StateMachineArn"],
+    saga_id, arn = start_saga(rc["sfn"], rc["cloud"].saga_outputs()["StateMachineArn"],
                               order_input(faults=faults, sku=SKU, customer=CUSTOMER))
     wait_for_execution(rc["sfn"], arn, timeout=120)
     rc["cloud"].wait_lambdas_idle(timeout=60)  # the late handler has answered by now
@@ -68,7 +68,7 @@ def test_last_action_answering_after_its_timeout_is_compensated_everywhere(
     assert result.cause["error"] == "States.Timeout"
     assert result.compensations_run == ["charge_payment", "reserve_inventory"]
     item = store.item_to_json(rc["cloud"].client("dynamodb").get_item(
-        TableName=rc["cloud"].outputs["SagaStoreTableName"], ConsistentRead=True,
+        TableName=rc["cloud"].saga_outputs()["StoreTableName"], ConsistentRead=True,
         Key=store.key("reserve_and_charge", saga_id))["Item"])
     assert item["status"] == "compensated"
     # The late success is in the log, and it moved nothing.
@@ -103,7 +103,7 @@ def _status_event(rc: dict[str, Any], saga_id: str, status: str, **detail: Any) 
     cloud = rc["cloud"]
     [function] = [r.physical_id for r in cloud.resources.values()
                   if r.resource_type == "AWS::Lambda::Function" and "StatusEvents" in r.logical_id]
-    machine = cloud.outputs["StateMachineArn"]
+    machine = cloud.saga_outputs()["StateMachineArn"]
     event = {"version": "0", "id": f"event-{saga_id}-{status}", "source": "aws.states",
              "detail-type": "Step Functions Execution Status Change", "account": "123456789012",
              "time": datetime.now(UTC).isoformat(), "region": cloud.region,
@@ -118,7 +118,7 @@ def _status_event(rc: dict[str, Any], saga_id: str, status: str, **detail: Any) 
 def test_an_aborted_execution_is_failed_until_step_functions_redrives_it(
     rc: dict[str, Any], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    dynamodb, table = rc["cloud"].client("dynamodb"), rc["cloud"].outputs["SagaStoreTableName"]
+    dynamodb, table = rc["cloud"].client("dynamodb"), rc["cloud"].saga_outputs()["StoreTableName"]
     saga_id = "aborted-then-redriven"
     store.move(dynamodb, table, "reserve_and_charge", saga_id, store.RUNNING)
     capsys.readouterr()

@@ -33,9 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from saga_runtime import BusinessError, StepContext, TransientStepError
-from saga_runtime.barrier import StepBarrier
-from saga_runtime.step import dynamodb_client
+from saga_kit.runtime import BusinessError, StepBarrier, StepContext, TransientStepError, dynamodb_client
 
 BEFORE = ("business_error", "transient_error", "timeout")
 AFTER = ("crash_after_effect", "timeout_after_effect")

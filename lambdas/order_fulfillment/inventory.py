@@ -6,8 +6,13 @@ import os
 from typing import Any
 
 from order_fulfillment import faults
-from saga_runtime import BusinessError, StepContext, TransactionConditionFailed, saga_step
-from saga_runtime.step import dynamodb_client
+from saga_kit.runtime import (
+    BusinessError,
+    StepContext,
+    TransactionConditionFailed,
+    dynamodb_client,
+    saga_step,
+)
 
 
 class OutOfStock(BusinessError):

@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 from order_fulfillment import faults
-from saga_runtime import StepContext, saga_step
-from saga_runtime.step import dynamodb_client
+from saga_kit.runtime import StepContext, dynamodb_client, saga_step
 
 
 @faults.injected

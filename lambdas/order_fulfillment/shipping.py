@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from order_fulfillment import faults
-from saga_runtime import StepContext, TransactionConditionFailed, saga_step
+from saga_kit.runtime import StepContext, TransactionConditionFailed, saga_step
 
 
 def _table() -> str:

@@ -12,7 +12,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from selftest_app import STACK_NAME, synth_selftest_app
 
-from local_cloud import LocalCloud
+from saga_kit.local_cloud import LocalCloud
 
 
 @pytest.fixture(scope="session")

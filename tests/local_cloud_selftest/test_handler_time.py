@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from local_cloud.handler_time import HandlerTime
+from saga_kit.local_cloud.handler_time import HandlerTime
 
 
 def _busy(seconds: float) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from selftest_app import STACK_NAME
 
-from local_cloud import DeployError, LocalCloud
+from saga_kit.local_cloud import DeployError, LocalCloud
 
 
 def _process_state() -> list[Any]:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from selftest_app import TASK_TIMEOUT_SECONDS
 
-from local_cloud import LocalCloud, ResourceLookupError
+from saga_kit.local_cloud import LocalCloud, ResourceLookupError
 
 
 def _run(cloud: LocalCloud, payload: dict[str, Any]) -> dict[str, Any]:
     sfn = cloud.client("stepfunctions")
     arn = sfn.start_execution(
-        stateMachineArn=cloud.outputs["StateMachineArn"],
+        stateMachineArn=cloud.saga_outputs()["StateMachineArn"],
         name=f"selftest-{uuid.uuid4().hex[:12]}",
         input=json.dumps(payload),
     )["executionArn"]
@@ -32,7 +32,7 @@ def _item(cloud: LocalCloud, pk: str) -> dict[str, Any] | None:
 def test_deploys_and_runs_the_real_handler(selftest_cloud: LocalCloud) -> None:
     cloud = selftest_cloud
     assert cloud.outputs["TableName"] == cloud.physical_id("Items")
-    assert cloud.outputs["StateMachineArn"].startswith("arn:aws:states:us-east-1:123456789012:")
+    assert cloud.saga_outputs()["StateMachineArn"].startswith("arn:aws:states:us-east-1:123456789012:")
     function_name = cloud.physical_id("Worker")  # the function, not WorkerServiceRole...
     with pytest.raises(ResourceLookupError, match="2 resources"):
         cloud.physical_id("WorkerService")

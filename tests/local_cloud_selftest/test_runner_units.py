@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from local_cloud import CodeConflictError
-from local_cloud.env_overlay import installed_thread_local_environ
-from local_cloud.lambda_runner import InProcessLambdaRunner
+from saga_kit.local_cloud import CodeConflictError
+from saga_kit.local_cloud.env_overlay import installed_thread_local_environ
+from saga_kit.local_cloud.lambda_runner import InProcessLambdaRunner
 
 
 def _zip(files: dict[str, str]) -> bytes:

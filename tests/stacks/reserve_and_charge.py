@@ -11,9 +11,8 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
+from saga_kit.cdk import Saga, SagaApi, SagaDefinition, durable_table
 from stacks.order_fulfillment import LAMBDAS_DIR, ORDER_FULFILLMENT, lambda_code
-from stacks.saga import Saga, SagaApi, SagaDefinition
-from stacks.saga.tables import durable_table
 
 STACK_NAME = "SagaKitTestReserveAndCharge"
 
@@ -25,8 +24,8 @@ RESERVE_AND_CHARGE = SagaDefinition(
 
 
 class ReserveAndChargeStack(Stack):
-    """The saga with its own inventory, payments and fault tables, and the outputs the order
-    saga's test helpers read."""
+    """The saga with its own inventory, payments and fault tables (table outputs named as the
+    order stack's, so the order saga's test helpers read them)."""
 
     def __init__(self, scope: Construct, construct_id: str = STACK_NAME, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -40,22 +39,9 @@ class ReserveAndChargeStack(Stack):
                          removal_policy=RemovalPolicy.DESTROY)
         for step, table in (("reserve_inventory", "INVENTORY_TABLE"),
                             ("charge_payment", "PAYMENTS_TABLE")):
-            for function in self.saga.step_functions(step):
-                tables[table].grant_read_write_data(function)
-                tables["FAULT_TABLE"].grant_read_write_data(function)
+            self.saga.grant(step, tables[table].grant_read_write_data,
+                            tables["FAULT_TABLE"].grant_read_write_data)
         self.api = SagaApi(self, "Api", sagas=[self.saga], code=lambda_code(),
                            handlers_dir=LAMBDAS_DIR)
         for name, table in tables.items():
             CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)
-        parking = self.saga.parking
-        outputs = {
-            "StateMachineArn": self.saga.state_machine.state_machine_arn,
-            "SagaStoreTableName": self.saga.store.table.table_name,
-            "BarrierTableName": self.saga.barrier_table.table_name,
-            "IdempotencyTableName": self.saga.idempotency_table.table_name,
-            "CompensationQueueUrl": parking.queue.queue_url,
-            "CompensationDeadLetterQueueUrl": parking.dead_letter_queue.queue_url,
-            "CompensationDeadLetterQueueArn": parking.dead_letter_queue.queue_arn,
-        }
-        for key, value in outputs.items():
-            CfnOutput(self, key, value=value)

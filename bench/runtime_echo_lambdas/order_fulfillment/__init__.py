@@ -7,7 +7,7 @@ runtime costs per step, apart from the simulated participants' own DynamoDB tran
 
 from typing import Any
 
-from saga_runtime import BusinessError, StepContext, saga_step
+from saga_kit.runtime import BusinessError, StepContext, saga_step
 
 
 class InjectedBusinessError(BusinessError):

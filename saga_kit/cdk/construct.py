@@ -1,0 +1,435 @@
+"""The ``Saga`` construct: one saga declaration in, a compensating Step Functions saga out.
+
+For each step it creates the action's and the compensation's Lambda functions (from one shared
+code asset, with the Powertools layer), and chains them into a Standard state machine:
+
+* the happy path is the action tasks in order, then ``SagaSucceeded``: N task states and one
+  terminal state, nothing else, because progress is recorded by the handlers themselves;
+* every action before or at the pivot has a ``Retry`` for transient errors only and a ``Catch``
+  that records which step failed under ``$.failure`` and enters the compensation chain at that
+  very step (a timed-out or crashed action may have taken effect), which then walks back to the
+  first step in strict reverse order and ends in ``SagaCompensated``;
+* a compensation that exhausts its own retries records the failed compensation and those still
+  pending under ``$.compensation_failure`` and ends in ``CompensationFailed``;
+* steps after the pivot retry every error and, if even that is exhausted, end in
+  ``ForwardRecoveryFailed`` without compensating anything.
+
+It also owns the tables the handler runtime needs: the Powertools idempotency table, the
+barrier table that refuses actions arriving after their compensation, and the saga store that
+answers "what happened to saga X?" (kept current by the handlers, with each execution's ending
+recorded from Step Functions' status events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import (
+    Acknowledgment,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from saga_kit.cdk.declaration import (
+    RetryPolicy,
+    SagaDeclarationError,
+    SagaDefinition,
+    Step,
+    StepKind,
+    missing_handlers,
+)
+from saga_kit.cdk.functions import SagaKitRuntime
+from saga_kit.cdk.parking import CompensationParking
+from saga_kit.cdk.status_events import ExecutionStatusEvents
+from saga_kit.cdk.store import SagaStore
+from saga_kit.cdk.tables import durable_table
+from saga_kit.contract import METRICS_NAMESPACE, Env, output_key
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class Saga(Construct):
+    """Deploys one :class:`SagaDefinition` as a Step Functions saga with its Lambda handlers.
+
+    Args:
+        scope: Parent construct.
+        construct_id: Construct id.
+        definition: The validated saga declaration.
+        code: Lambda code with every handler the declaration names, usually
+            ``lambda_.Code.from_asset("lambdas")``. It needs only the team's own participants:
+            the construct ships ``saga_kit.runtime`` to every function as a layer.
+        environment: Extra environment variables for every handler (participant table names...).
+        removal_policy: Removal policy of the saga's own tables. Defaults to ``RETAIN``: the
+            idempotency records of a live saga must survive a stack mistake.
+        max_receive_count: Deliveries of a parked compensation to the redrive Lambda before SQS
+            moves it to the dead-letter queue.
+        alarm_topic: SNS topic notified by every alarm of the saga: a parked compensation in
+            the DLQ, a compensation queue that stops draining, a saga refused past its parked
+            deadline, an unexpected ending (optional).
+        parked_deadline: How long after parking a saga is still finished by the redrive
+            Lambda (default 90 days); past it a redrive is refused and alarmed.
+        handlers_dir: The directory ``code`` was built from; when given, every handler the
+            declaration names must exist there, or synthesis fails naming the step.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        definition: SagaDefinition,
+        code: lambda_.Code,
+        environment: Mapping[str, str] | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        max_receive_count: int = 3,
+        alarm_topic: sns.ITopic | None = None,
+        handlers_dir: Path | None = None,
+        parked_deadline: Duration | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if handlers_dir is not None:
+            problems = missing_handlers(definition, Path(handlers_dir))
+            if problems:
+                listing = "\n".join(f"  - {p}" for p in problems)
+                raise SagaDeclarationError(f"saga '{definition.name}' is not valid:\n{listing}")
+        #: The stack's Saga Kit runtime: layers, kit code, version stamp (shared by its sagas).
+        self.kit = SagaKitRuntime.of(self)
+        self.lambda_runtime = self.kit.lambda_runtime
+        self.definition = definition
+        #: The CloudWatch namespace of the saga's EMF metrics.
+        self.metrics_namespace = METRICS_NAMESPACE
+        self.idempotency_table = durable_table(
+            self, "IdempotencyTable", partition_key="id", ttl_attribute="expiration",
+            removal_policy=removal_policy,
+        )
+        self.barrier_table = durable_table(
+            self, "BarrierTable", partition_key="saga", sort_key="step",
+            ttl_attribute="expires_at", removal_policy=removal_policy,
+        )
+        self._environment = {
+            Env.SAGA_TYPE: definition.name,
+            Env.IDEMPOTENCY_TABLE: self.idempotency_table.table_name,
+            Env.BARRIER_TABLE: self.barrier_table.table_name,
+            "POWERTOOLS_SERVICE_NAME": definition.name,
+            "POWERTOOLS_METRICS_NAMESPACE": self.metrics_namespace,
+            **(environment or {}),
+        }
+        self.store = SagaStore(self, "Store", removal_policy=removal_policy)
+        self._environment[Env.STORE_TABLE] = self.store.table.table_name
+        self.action_functions: dict[str, lambda_.Function] = {}
+        self.compensation_functions: dict[str, lambda_.Function] = {}
+        for step in definition.steps:
+            self.action_functions[step.name] = self._function(step, "action", step.action, code)
+            if step.compensation:
+                self.compensation_functions[step.name] = self._function(
+                    step, "compensation", step.compensation, code)
+
+        self.parking = CompensationParking(
+            self, "Parking", definition=definition, kit=self.kit, store=self.store,
+            barrier_table=self.barrier_table, idempotency_table=self.idempotency_table,
+            compensation_functions=self.compensation_functions,
+            metrics_namespace=self.metrics_namespace, max_receive_count=max_receive_count,
+            parked_deadline=parked_deadline, alarm_topic=alarm_topic,
+        )
+        self._park: sfn.IChainable | None = None
+
+        self.log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            query_language=sfn.QueryLanguage.JSON_PATH,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            comment=definition.description or f"Saga {definition.name}",
+        )
+        self.status_events = ExecutionStatusEvents(
+            self, "StatusEvents", saga_name=definition.name, kit=self.kit, store=self.store,
+            state_machine=self.state_machine, metrics_namespace=self.metrics_namespace,
+            alarm_topic=alarm_topic)
+        self._publish_outputs()
+        self._acknowledge_nag_findings()
+
+    def _acknowledge_nag_findings(self) -> None:
+        """The cdk-nag findings this construct accepts on purpose, each with its reason."""
+        stack = Stack.of(self)
+        xray = (
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
+        )
+        basic_role = (
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "service-role/AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole is the AWS-maintained policy that only lets a function "
+            "write its own CloudWatch Logs.",
+        )
+        for function in [*self.functions, self.parking.redrive_function,
+                         self.status_events.function]:
+            for rule, reason in (xray, basic_role):
+                Validations.of(function).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+        def invoke_versions(caller: Construct, callees: list[lambda_.Function]) -> None:
+            for callee in callees:
+                logical_id = stack.resolve(stack.get_logical_id(callee.node.default_child))
+                Validations.of(caller).acknowledge(Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+                    reason="'<function arn>:*' allows invoking versions and aliases of the "
+                    "saga's own functions, nothing else.",
+                ))
+
+        invoke_versions(self.state_machine, self.functions)
+        invoke_versions(self.parking.redrive_function,
+                        list(self.compensation_functions.values()))
+        Validations.of(self.state_machine).acknowledge(
+            Acknowledgment(id=xray[0], reason=xray[1])
+        )
+
+    @property
+    def functions(self) -> list[lambda_.Function]:
+        """Every handler function of the saga, actions and compensations."""
+        return [*self.action_functions.values(), *self.compensation_functions.values()]
+
+    def grant(self, step_name: str, *grants: Callable[[iam.IGrantable], Any]) -> None:
+        """Grants a participant resource to a step's action *and* compensation together.
+
+        Pass the resource's grant methods; each is called with both functions::
+
+            saga.grant("reserve_inventory", inventory.grant_read_write_data)
+            saga.grant("charge_payment", payments.grant_read_write_data, keys.grant_decrypt)
+
+        A compensation needs what its action needs: granting the action alone passes synth and
+        deploy, then the compensation gets AccessDenied, is retried, and the saga is parked.
+        """
+        if not grants:
+            raise SagaDeclarationError(
+                f"saga '{self.definition.name}', step '{step_name}': grant() needs at least one "
+                "grant method, e.g. saga.grant(step, table.grant_read_write_data)")
+        for function in self.step_functions(step_name):
+            for grant in grants:
+                grant(function)
+
+    def step_functions(self, step_name: str) -> list[lambda_.Function]:
+        """The action and (if any) compensation functions of one step.
+
+        To give a step access to a participant use :meth:`grant`, which covers both.
+        """
+        if step_name not in {s.name for s in self.definition.steps}:
+            raise SagaDeclarationError(
+                f"saga '{self.definition.name}' has no step '{step_name}'; its steps are: "
+                f"{', '.join(s.name for s in self.definition.steps)}")
+        found = [self.action_functions[step_name]]
+        if step_name in self.compensation_functions:
+            found.append(self.compensation_functions[step_name])
+        return found
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """What operators and the ``saga`` CLI need, by :data:`saga_kit.contract.OUTPUT_KEYS`
+        name (tokens until deploy)."""
+        parking = self.parking
+        return {
+            "StateMachineArn": self.state_machine.state_machine_arn,
+            "StoreTableName": self.store.table.table_name,
+            "IdempotencyTableName": self.idempotency_table.table_name,
+            "BarrierTableName": self.barrier_table.table_name,
+            "CompensationQueueUrl": parking.queue.queue_url,
+            "CompensationQueueArn": parking.queue.queue_arn,
+            "CompensationDeadLetterQueueUrl": parking.dead_letter_queue.queue_url,
+            "CompensationDeadLetterQueueArn": parking.dead_letter_queue.queue_arn,
+            "RedriveFunctionName": parking.redrive_function.function_name,
+        }
+
+    def _publish_outputs(self) -> None:
+        """One stack output per :data:`~saga_kit.contract.OUTPUT_KEYS` name, keyed
+        ``<SagaName><Name>`` (:func:`saga_kit.contract.output_key`), so the CLI finds any saga
+        of any stack by stack name and saga name."""
+        stack = Stack.of(self)
+        for name, value in self.outputs.items():
+            key = output_key(self.definition.name, name)
+            if stack.node.try_find_child(key) is not None:
+                raise SagaDeclarationError(
+                    f"saga '{self.definition.name}': stack {stack.stack_name} already has an "
+                    f"output {key}; two sagas of one stack need different names")
+            output = CfnOutput(stack, key, value=value,
+                               description=f"Saga {self.definition.name}: {name}")
+            output.override_logical_id(key)
+
+    def add_environment(self, key: str, value: str) -> None:
+        """Sets an environment variable on every handler function."""
+        for function in self.functions:
+            function.add_environment(key, value)
+
+    def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code
+                  ) -> lambda_.Function:
+        suffix = "Action" if phase == "action" else "Compensation"
+        construct_id = f"{_pascal(step.name)}{suffix}"
+        function = self.kit.function(
+            self,
+            construct_id,
+            handler=handler,
+            code=code,
+            timeout=Duration.seconds(step.effective_lambda_timeout),
+            memory_size=step.memory_size,
+            environment={
+                **self._environment,
+                Env.STEP: step.name,
+                Env.PHASE: phase,
+                # Without a compensation the action needs no late-action barrier.
+                Env.HAS_COMPENSATION: "true" if step.compensation else "false",
+                # The caps the synth-time state-size check counted on, enforced by the runtime.
+                Env.MAX_RESULT_BYTES: str(step.max_result_bytes if phase == "action"
+                                          else step.max_compensation_result_bytes),
+                **({Env.MAX_INPUT_BYTES: str(self.definition.max_input_bytes)}
+                   if phase == "action" else {}),
+            },
+            description=f"Saga {self.definition.name}: {phase} of step {step.name}",
+        )
+        self.idempotency_table.grant_read_write_data(function)
+        self.barrier_table.grant_read_write_data(function)
+        self.store.grant_update(function)
+        return function
+
+    # -- state machine ---------------------------------------------------------------------
+
+    def _task(self, step: Step, phase: str, state_name: str) -> tasks.LambdaInvoke:
+        functions = self.action_functions if phase == "action" else self.compensation_functions
+        result_key = "results" if phase == "action" else "compensations"
+        return tasks.LambdaInvoke(
+            self,
+            state_name,
+            state_name=state_name,
+            lambda_function=functions[step.name],
+            payload=sfn.TaskInput.from_object(
+                {
+                    "saga_type": self.definition.name,
+                    "step": step.name,
+                    "phase": phase,
+                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "state": sfn.JsonPath.entire_payload,
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=f"$.{result_key}.{step.name}",
+            task_timeout=sfn.Timeout.duration(Duration.seconds(step.timeout_seconds)),
+        )
+
+    @staticmethod
+    def _add_retry(task: tasks.LambdaInvoke, policy: RetryPolicy) -> None:
+        if policy.max_attempts == 0:
+            return
+        task.add_retry(
+            errors=policy.retried_errors,
+            interval=Duration.seconds(policy.interval_seconds),
+            max_attempts=policy.max_attempts,
+            backoff_rate=policy.backoff_rate,
+            max_delay=Duration.seconds(policy.max_delay_seconds),
+            jitter_strategy=sfn.JitterType.FULL if policy.full_jitter else sfn.JitterType.NONE,
+        )
+
+    def _failed_saga(self, outcome: str) -> sfn.Fail:
+        """A terminal Fail state whose error is ``<outcome>.<failed step>``."""
+        return sfn.Fail(
+            self,
+            outcome,
+            state_name=outcome,
+            error_path=sfn.JsonPath.format(
+                f"{outcome}.{{}}", sfn.JsonPath.string_at("$.failure.step")),
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")),
+        )
+
+    def _definition(self) -> sfn.IChainable:
+        steps = list(self.definition.steps)
+        # The error names the outcome and the step that failed ("SagaCompensated.charge_payment");
+        # the cause carries the original error and cause.
+        compensated = self._failed_saga("SagaCompensated")
+        forward_failed = self._failed_saga("ForwardRecoveryFailed")
+
+        # Compensation chain, built from the first step forward so each compensation knows
+        # where to go next: the previous step's compensation, or SagaCompensated.
+        compensation_entry: dict[str, sfn.IChainable] = {}
+        next_undo: sfn.IChainable = compensated
+        for index, step in enumerate(steps):
+            if step.compensation:
+                task = self._task(step, "compensation", f"compensate_{step.name}")
+                self._add_retry(task, step.compensation_retry)
+                pending = [s.name for s in self.definition.compensations_before(index)]
+                task.add_catch(
+                    self._compensation_failed(step, pending),
+                    errors=["States.ALL"],
+                    result_path="$.compensation_failure",
+                )
+                task.next(next_undo)
+                next_undo = task
+            compensation_entry[step.name] = next_undo
+
+        chain: sfn.Chain | None = None
+        for step in steps:
+            task = self._task(step, "action", step.name)
+            self._add_retry(task, step.effective_retry)
+            record = sfn.Pass(
+                self,
+                f"{step.name} failed",
+                state_name=f"{step.name}_failed",
+                parameters={
+                    "step": step.name,
+                    "error": sfn.JsonPath.string_at("$.failure.Error"),
+                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+                },
+                result_path="$.failure",
+            )
+            task.add_catch(record, errors=["States.ALL"], result_path="$.failure")
+            if step.kind is StepKind.RETRIABLE:
+                record.next(forward_failed)
+            else:
+                record.next(compensation_entry[step.name])
+            chain = task if chain is None else chain.next(task)
+        assert chain is not None  # the declaration guarantees at least one step
+        return chain.next(sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"))
+
+    def _compensation_failed(self, step: Step, pending: list[str]) -> sfn.IChainable:
+        """Records which compensation failed and what is still to undo, then parks the saga.
+
+        The record replaces the caught error (``{Error, Cause}``) under the same key, so the
+        state, and the parked message made of it, carries each piece of context once.
+        """
+        record = sfn.Pass(
+            self,
+            f"compensate {step.name} failed",
+            state_name=f"compensate_{step.name}_failed",
+            parameters={
+                "failed_compensation": step.name,
+                "error": sfn.JsonPath.string_at("$.compensation_failure.Error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_failure.Cause"),
+                "pending_compensations": pending,
+                "attempts": step.compensation_retry.max_attempts + 1,
+            },
+            result_path="$.compensation_failure",
+        )
+        if self._park is None:
+            self._park = self.parking.park()
+        return record.next(self._park)
+

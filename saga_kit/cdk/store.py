@@ -1,0 +1,60 @@
+"""The saga store: one DynamoDB item per saga, keyed (saga type, saga id).
+
+The handler runtime keeps it current as each step runs (``saga_kit/runtime/store.py`` holds
+the item's layout and the allowed status moves); Step Functions' execution status events fill in
+what no handler sees (a forward recovery that gave up, an execution stopped or timed out), the
+parking state records ``parked`` and the redrive Lambda ``compensated``. No write ever moves a
+saga out of a terminal status (completed, compensated, failed).
+
+The ``by_status`` index answers "which sagas have been compensating for more than 15 minutes"
+with one query: ``status = compensating AND updated_at < <now - 15 min>``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from saga_kit.cdk.tables import durable_table
+
+#: Condition every status write carries; its values are ``:completed``, ``:compensated``, ``:failed``.
+NOT_TERMINAL_CONDITION = (
+    "attribute_not_exists(#status) OR NOT (#status IN (:completed, :compensated, :failed))"
+)
+#: The global secondary index on (status, updated_at).
+STATUS_INDEX = "by_status"
+#: Attributes the index carries besides the keys: enough to list stuck sagas without a GetItem.
+STATUS_INDEX_ATTRIBUTES = ["current_step", "current_phase", "execution_arn", "created_at"]
+
+
+class SagaStore(Construct):
+    """The table behind "what happened to saga X?" and "which sagas are stuck?"."""
+
+    def __init__(self, scope: Construct, construct_id: str, *,
+                 removal_policy: RemovalPolicy = RemovalPolicy.RETAIN) -> None:
+        super().__init__(scope, construct_id)
+        self.table: dynamodb.Table = durable_table(
+            self, "Table", partition_key="saga_type", sort_key="saga_id",
+            ttl_attribute="expires_at", removal_policy=removal_policy,
+        )
+        self.table.add_global_secondary_index(
+            index_name=STATUS_INDEX,
+            partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="updated_at", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=STATUS_INDEX_ATTRIBUTES,
+        )
+
+    def grant_update(self, grantee: iam.IGrantable) -> None:
+        """Lets ``grantee`` update saga items (the table only: writers never need the index)."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:UpdateItem"],
+                                   resource_arns=[self.table.table_arn])
+
+    def grant_read(self, grantee: iam.IGrantable) -> None:
+        """Lets ``grantee`` read saga items and query the status index."""
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["dynamodb:GetItem", "dynamodb:Query"],
+            resource_arns=[self.table.table_arn, f"{self.table.table_arn}/index/{STATUS_INDEX}"],
+        )

@@ -1,0 +1,266 @@
+"""The small, reversible changes to moto that LocalCloud needs (moto 5.2.5).
+
+Each function is a context manager: the change holds inside the ``with`` block and the exact
+previous attribute is put back on exit.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from saga_kit.local_cloud._patching import patched
+
+
+@contextmanager
+def state_machines_in_executing_backend() -> Iterator[None]:
+    """Make CloudFormation create state machines where the executing Step Functions API looks.
+
+    ``moto.stepfunctions.models.StateMachine``'s create/update/delete CloudFormation handlers
+    look up the module global ``stepfunctions_backends`` at call time, and nothing else in that
+    module reads it. With ``execute_state_machine`` on, the API serves
+    ``stepfunctions_parser_backends`` instead, so without this the API answers
+    ``StateMachineDoesNotExist`` for every machine the stack created. Rebinding that one global
+    moves exactly the CloudFormation handlers; ``moto.stepfunctions.stepfunctions_backends`` and
+    the responses module keep their own references.
+    """
+    from moto.stepfunctions import models as sfn_models
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    with patched(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends):
+        yield
+
+
+class _InstantSleepTime:
+    """Stands in for the ``time`` module: ``sleep`` returns at once, everything else is real."""
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        """Skip the wait."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextmanager
+def instant_retry_backoff() -> Iterator[None]:
+    """Make Step Functions ``Retry`` intervals (IntervalSeconds x BackoffRate) take no time.
+
+    Only the retrier's module sees the shim; Task ``TimeoutSeconds``, ``HeartbeatSeconds`` and
+    ``Wait`` states keep real time.
+    """
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    with patched(retrier_decl, "time", _InstantSleepTime()):
+        yield
+
+
+@dataclass(frozen=True)
+class ResourceFailure:
+    """A resource whose CloudFormation handler raised during create_stack."""
+
+    logical_id: str
+    resource_type: str
+    error: BaseException
+
+
+@contextmanager
+def recording_resource_failures(failures: list[ResourceFailure]) -> Iterator[None]:
+    """Note which resource's handler raised while moto creates a stack.
+
+    moto creates resources synchronously inside ``create_stack`` and, when a handler raises, lets
+    the exception out of the API call without a ``CREATE_FAILED`` event naming the resource.
+    Wrapping ``parse_and_create_resource`` records it; the innermost failure comes first (a
+    resource that fails while resolving a ``Ref`` to another fails after it).
+    """
+    from moto.cloudformation import parsing
+
+    original: Callable[..., Any] = parsing.parse_and_create_resource
+
+    def tracking(logical_id: str, resource_json: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(logical_id, resource_json, *args, **kwargs)
+        except BaseException as exc:
+            failures.append(ResourceFailure(logical_id, str(resource_json.get("Type")), exc))
+            raise
+
+    with patched(parsing, "parse_and_create_resource", tracking):
+        yield
+
+
+@contextmanager
+def quiet_interpreter_logs() -> Iterator[None]:
+    """Silences moto's ASL interpreter, which logs every failed state at ERROR level.
+
+    A failed task is an expected saga outcome (the Catch compensates it), and the error and cause
+    are in the execution history, where :mod:`saga_kit.cli.executions` reads them.
+    """
+    interpreter = logging.getLogger("moto.stepfunctions.parser")
+    previous = interpreter.level
+    interpreter.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        interpreter.setLevel(previous)
+
+
+@contextmanager
+def serialized_dynamodb() -> Iterator[None]:
+    """Runs moto's DynamoDB requests one at a time.
+
+    moto's DynamoDB is not thread-safe: ``TransactWriteItems`` deep-copies the tables to roll back,
+    and fails with "dictionary changed size during iteration" when a concurrent saga writes
+    meanwhile. Real DynamoDB serializes conflicting writes itself; here one lock around each
+    request gives the same isolation (requests are in-process and take about a millisecond).
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.RLock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    with patched(DynamoHandler, "call_action", call_action):
+        yield
+
+
+@contextmanager
+def serialized_execution_starts() -> Iterator[None]:
+    """Makes ``StartExecution`` atomic, as Step Functions is: one execution per name.
+
+    moto checks for an execution of the same name and then appends the new one without a lock,
+    so two concurrent starts under one name (a client retrying an API call) could both run.
+    """
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    lock = threading.Lock()
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    with patched(StepFunctionsParserBackend, "start_execution", start_execution):
+        yield
+
+
+class _TransactionSnapshots:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend.
+
+    moto backs up every table a ``TransactWriteItems`` touches with ``copy.deepcopy(table)``, so
+    each transaction costs time in proportion to the table size and the local cloud slows down as
+    sagas accumulate. During a transaction this shim answers that deepcopy with a snapshot that
+    copies the table's item index (cheap) and deep-copies only the items the transaction names:
+    the only ones it can change. A rollback then restores exactly what moto's full copy would.
+    Every other use of ``copy`` in that module goes to the real module.
+    """
+
+    def __init__(self) -> None:
+        self._touched = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        touched = getattr(self._touched, "keys", None)
+        if touched is None or not isinstance(value, Table) or value.name not in touched:
+            return copy.deepcopy(value, memo)
+        snapshot = copy.copy(value)
+        if value.has_range_key:
+            snapshot.items = type(value.items)(dict)
+            for hash_value, by_range in value.items.items():
+                snapshot.items[hash_value] = dict(by_range)
+        else:
+            snapshot.items = type(value.items)(dict, value.items)
+        for hash_value, range_value in touched[value.name]:
+            if value.has_range_key:
+                current = snapshot.items.get(hash_value, {}).get(range_value)
+                if current is not None:
+                    snapshot.items[hash_value][range_value] = copy.deepcopy(current)
+            elif hash_value in snapshot.items:
+                snapshot.items[hash_value] = copy.deepcopy(snapshot.items[hash_value])
+        return snapshot
+
+    def transaction(self, backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The keys each table's items are touched under, or ``{}`` (full copies) if unsure."""
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        touched: dict[str, list[tuple[Any, Any]]] = {}
+        try:
+            for entry in transact_items:
+                _, op = next(iter(entry.items()))
+                table = backend.tables[op["TableName"]]
+                key = op["Item"] if "Item" in op else op["Key"]
+                range_value = (
+                    DynamoType(key[table.range_key_attr]) if table.has_range_key else None
+                )
+                touched.setdefault(table.name, []).append(
+                    (DynamoType(key[table.hash_key_attr]), range_value)
+                )
+        except Exception:
+            return {}  # malformed request: let moto copy whole tables and report the error
+        return touched
+
+
+@contextmanager
+def item_level_transaction_backups() -> Iterator[None]:
+    """Makes moto's ``TransactWriteItems`` back up only the items it touches (see above)."""
+    import moto.dynamodb.models as dynamodb_models
+
+    shim = _TransactionSnapshots()
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
+        shim._touched.keys = shim.transaction(backend, transact_items)
+        try:
+            return original(backend, transact_items)
+        finally:
+            shim._touched.keys = None
+
+    with patched(dynamodb_models, "copy", shim), patched(
+        dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items
+    ):
+        yield
+
+
+@contextmanager
+def reused_task_clients() -> Iterator[None]:
+    """Lets Step Functions tasks share boto3 clients instead of building one per task.
+
+    moto's interpreter creates a fresh boto3 client for every Lambda, SQS or DynamoDB task, which
+    costs more than the task itself in-process. boto3 clients are thread-safe, and moto's are all
+    alike (fixed fake credentials), so one per (region, service) serves every execution.
+    """
+    import sys
+
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    original = boto_client_module.boto_client_for
+    cache: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service)
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service,
+                                      state_credentials=state_credentials)
+            return cache[key]
+
+    with ExitStack() as stack:
+        for name, module in list(sys.modules.items()):
+            if name.startswith("moto.stepfunctions.parser") and getattr(
+                module, "boto_client_for", None
+            ) is original:
+                stack.enter_context(patched(module, "boto_client_for", boto_client_for))
+        yield
