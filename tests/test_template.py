@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from saga_kit.contract import OUTPUT_KEYS, output_key
+import saga_kit
+from saga_kit.contract import OUTPUT_KEYS, output_key, saga_outputs
 from stacks.order_fulfillment import ORDER_FULFILLMENT
 
 STEPS = [s.name for s in ORDER_FULFILLMENT.steps]
@@ -200,8 +201,32 @@ def test_tables_have_pitr_and_encryption(cdk_template: Template) -> None:
 
 
 def test_outputs_name_what_operators_need(template: dict[str, Any]) -> None:
-    assert {"StateMachineArn", "IdempotencyTableName", "BarrierTableName", "InventoryTableName",
-            "PaymentsTableName", "ShipmentsTableName"} <= set(template["Outputs"])
+    """Every saga publishes what the CLI needs under <SagaName><Name>, resolvable by saga name."""
+    outputs = template["Outputs"]
+    per_saga = {output_key("order_fulfillment", name) for name in OUTPUT_KEYS}
+    assert per_saga <= set(outputs)
+    assert output_key("order_fulfillment", "StateMachineArn") == "OrderFulfillmentStateMachineArn"
+    assert outputs["OrderFulfillmentStateMachineArn"]["Value"] == {
+        "Ref": next(k for k in template["Resources"] if k.startswith("OrderFulfillmentStateMachine")
+                    and template["Resources"][k]["Type"] == "AWS::StepFunctions::StateMachine")}
+    assert {"InventoryTableName", "PaymentsTableName", "ShipmentsTableName"} <= set(outputs)
+    placeholders = {key: key for key in outputs}
+    assert set(saga_outputs(placeholders, "order_fulfillment")) == set(OUTPUT_KEYS)
+    assert saga_outputs(placeholders) == saga_outputs(placeholders, "order_fulfillment")
+    with pytest.raises(LookupError, match="no saga 'travel'"):
+        saga_outputs(placeholders, "travel")
+
+
+def test_every_function_runs_the_kit_runtime_layer_of_this_version(template: dict[str, Any]) -> None:
+    """The construct ships saga_kit.runtime as a layer built at synth, stamped with the version;
+    the team's code asset does not contain it."""
+    resources = template["Resources"]
+    [layer_id] = [k for k, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    functions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(functions) >= 10
+    for function in functions:
+        assert {"Ref": layer_id} in function["Layers"], function["Handler"]
+        assert function["Environment"]["Variables"]["SAGA_KIT_VERSION"] == saga_kit.__version__
 
 
 def test_compensation_queue_dlq_redrive_and_alarms(

@@ -1,0 +1,1 @@
+"""The reference app's test suite (a package, so ``stacks`` resolves to the app's own stacks)."""
