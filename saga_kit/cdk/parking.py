@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from saga_kit.cdk.store import SagaStore
 
 
-
 class CompensationParking(Construct):
     """Compensation queue, its DLQ, the redrive Lambda and the alarms of one saga.
 

@@ -181,8 +181,6 @@ class StepContext:
 StepHandler = Callable[[StepContext], "dict[str, Any] | None"]
 
 
-
-
 class ResultTooLarge(StepError):
     """The action's result is too large to keep in the execution state (compensated)."""
 
