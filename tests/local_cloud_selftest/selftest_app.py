@@ -52,5 +52,6 @@ def synth_selftest_app(outdir: Path) -> Path:
     )
     machine = sfn.StateMachine(stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(invoke))
     cdk.CfnOutput(stack, "TableName", value=table.table_name)
-    cdk.CfnOutput(stack, "StateMachineArn", value=machine.state_machine_arn)
+    # Named as a saga's output (<Saga>StateMachineArn), so cloud.saga_outputs() finds it.
+    cdk.CfnOutput(stack, "SelftestStateMachineArn", value=machine.state_machine_arn)
     return Path(app.synth().directory)
