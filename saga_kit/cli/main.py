@@ -361,6 +361,16 @@ def stuck(
     Console().print(table)
 
 
+def _register_scaffold() -> None:
+    """``saga new`` (saga_kit/cli/scaffold.py); it imports the CDK side only when it runs."""
+    from saga_kit.cli.scaffold import register
+
+    register(app)
+
+
+_register_scaffold()
+
+
 def main() -> None:
     """Entry point of the ``saga`` console script."""
     app()
