@@ -5,12 +5,19 @@ installed, every invocation that reaches moto's ``LambdaFunction._invoke_lambda`
 ``Invoke``, Step Functions ``lambda:invoke`` tasks, SQS event source mappings) instead:
 
 1. takes the function's code zip from the moto function object (``code_bytes``: moto read it from
-   S3 when CloudFormation created the function) and extracts it once per code sha256;
-2. puts the extracted directory on ``sys.path`` and imports the handler module, as the Lambda
+   S3 when CloudFormation created the function) and extracts it once per code sha256; likewise
+   each layer it declares (moto's ``LayerVersion.code_bytes``), whose ``python/`` directory goes
+   on ``sys.path`` as ``/opt/python`` does on AWS; the AWS-managed Powertools layer, which moto
+   does not have, counts as providing the Powertools packages installed here;
+2. checks that every top-level name the handler's package imports at module level is provided
+   by the code zip, a layer, the Lambda runtime or the standard library, and otherwise answers
+   ``Runtime.ImportModuleError`` as Lambda would (in-process everything installed here would
+   import; see :mod:`saga_kit.local_cloud.layers`);
+3. puts the extracted directory on ``sys.path`` and imports the handler module, as the Lambda
    Python runtime does with ``/var/task``;
-3. calls the handler with the event and a Lambda-like context, in the calling thread, with the
+4. calls the handler with the event and a Lambda-like context, in the calling thread, with the
    function's environment variables visible through a thread-local overlay on ``os.environ``;
-4. returns the JSON-encoded result, or a Lambda-style error payload (``errorType`` is the
+5. returns the JSON-encoded result, or a Lambda-style error payload (``errorType`` is the
    exception's class name, which Step Functions uses as the error name).
 """
 
@@ -41,8 +48,16 @@ from saga_kit.local_cloud._patching import patched
 from saga_kit.local_cloud.env_overlay import ThreadLocalEnviron, installed_thread_local_environ
 from saga_kit.local_cloud.errors import CodeConflictError, LocalCloudError
 from saga_kit.local_cloud.handler_time import HandlerTime, Stopwatch
-
-_NATIVE_SUFFIXES = (".so", ".pyd")
+from saga_kit.local_cloud.layers import (
+    POWERTOOLS_LAYER_PROVIDES,
+    ImportCheck,
+    Provider,
+    belongs_to,
+    is_powertools_layer,
+    layer_roots,
+    top_level_names,
+)
+from saga_kit.local_cloud.moto_patches import DECLARED_LAYERS_ATTRIBUTE, recorded_function_layers
 
 
 class LambdaContext:
@@ -80,12 +95,44 @@ class LambdaContext:
 
 @dataclass
 class _CodePackage:
-    """One extracted code zip: where it lives and which top-level Python names it provides."""
+    """One extracted zip (a function's code or a layer): where it lives and what it provides.
+
+    ``roots`` maps each directory of the zip that goes on ``sys.path`` (``""`` for a code zip;
+    ``python/`` and any ``python/lib/python3.X/site-packages/`` for a layer) to the importable
+    top-level names under it, each with a hash of its files.
+    """
 
     digest: str
     directory: Path
-    top_level: dict[str, str]  # importable name -> hash of its files
+    top_level: dict[str, str]  # importable name -> hash of its files, over all roots
     first_function: str
+    label: str = ""
+    roots: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def providers(self) -> list[Provider]:
+        """One import source per root, for :class:`~saga_kit.local_cloud.layers.ImportCheck`."""
+        return [Provider(self.label, frozenset(names), self.directory / root)
+                for root, names in self.roots.items()]
+
+
+@dataclass(frozen=True)
+class _FunctionCode:
+    """Everything one function imports from: its code zip, then its layers in declared order."""
+
+    code: _CodePackage
+    layers: tuple[_CodePackage, ...]
+    powertools: bool
+
+    def key(self) -> tuple[str, ...]:
+        return (self.code.digest, *(layer.digest for layer in self.layers), str(self.powertools))
+
+    def import_check(self) -> ImportCheck:
+        providers = self.code.providers()
+        for layer in self.layers:
+            providers += layer.providers()
+        if self.powertools:
+            providers.append(Provider("the AWS-managed Powertools layer", POWERTOOLS_LAYER_PROVIDES))
+        return ImportCheck(providers)
 
 
 @dataclass
@@ -119,52 +166,17 @@ def parse_handler(handler: str) -> tuple[str, str]:
     return module, attribute
 
 
-def _top_level_names(archive: zipfile.ZipFile) -> dict[str, str]:
-    """Importable top-level names in a code zip, each with a hash of the files under it.
+def declared_layers(fn: Any) -> list[str]:
+    """The layer version ARNs a function declares, in order.
 
-    A directory counts when it holds Python code somewhere below; single files count when they
-    are modules (``.py``) or native extensions. ``__pycache__`` and ``.pyc`` files are ignored so
-    that two byte-identical sources compare equal.
+    CloudFormation-created functions carry what the template declared (recorded by
+    :func:`~saga_kit.local_cloud.moto_patches.recorded_function_layers`, since moto drops it);
+    functions created through the API carry moto's own ``layers`` list.
     """
-    members: dict[str, list[zipfile.ZipInfo]] = {}
-    has_code: set[str] = set()
-    for info in archive.infolist():
-        if info.is_dir() or "__pycache__" in info.filename.split("/"):
-            continue
-        if info.filename.endswith(".pyc"):
-            continue
-        first, sep, _rest = info.filename.partition("/")
-        if sep:
-            name = first
-        elif first.endswith(".py"):
-            name = first[: -len(".py")]
-        elif first.endswith(_NATIVE_SUFFIXES):
-            name = first.split(".", 1)[0]
-        else:
-            continue
-        if not name.isidentifier():
-            continue
-        members.setdefault(name, []).append(info)
-        if info.filename.endswith((".py", *_NATIVE_SUFFIXES)):
-            has_code.add(name)
-    hashes: dict[str, str] = {}
-    for name in has_code:
-        digest = hashlib.sha256()
-        for info in sorted(members[name], key=lambda i: i.filename):
-            digest.update(info.filename.encode())
-            digest.update(b"\0")
-            digest.update(archive.read(info))
-            digest.update(b"\0")
-        hashes[name] = digest.hexdigest()
-    return hashes
-
-
-def _belongs_to(filename: str, name: str) -> bool:
-    """Whether a zip member is (part of) the top-level module or package ``name``."""
-    first, sep, _ = filename.partition("/")
-    if sep:
-        return first == name
-    return first == f"{name}.py" or (first.endswith(_NATIVE_SUFFIXES) and first.split(".", 1)[0] == name)
+    recorded = getattr(fn, DECLARED_LAYERS_ATTRIBUTE, None)
+    if recorded is not None:
+        return list(recorded)
+    return [str(layer["Arn"]) for layer in getattr(fn, "layers", None) or []]
 
 
 def _is_under(location: str, root: Path) -> bool:
@@ -212,8 +224,9 @@ class InProcessLambdaRunner:
         #: How handler time is counted for Lambda timeouts (wall time unless dilated).
         self.handler_time = handler_time or HandlerTime()
         self._work_dir: Path | None = None
-        self._packages: dict[str, _CodePackage] = {}
+        self._packages: dict[tuple[str, str], _CodePackage] = {}
         self._providers: dict[str, tuple[str, _CodePackage]] = {}
+        self._missing_imports: dict[tuple[str, ...], str | None] = {}
         self._lock = threading.RLock()
         self._inflight = _Invocation()
         self._environ: ThreadLocalEnviron | None = None
@@ -242,6 +255,7 @@ class InProcessLambdaRunner:
             # With use_docker=False moto answers Invoke from LambdaSimpleBackend, which returns
             # canned text and never reaches _invoke_lambda; route it to the full backend's invoke.
             stack.enter_context(patched(LambdaSimpleBackend, "invoke", LambdaBackend.invoke))
+            stack.enter_context(recorded_function_layers())
             yield self
 
     def _cleanup(self) -> None:
@@ -259,17 +273,23 @@ class InProcessLambdaRunner:
         shutil.rmtree(work_dir, ignore_errors=True)
         self._packages.clear()
         self._providers.clear()
+        self._missing_imports.clear()
         self._work_dir = None
 
     # -- code ------------------------------------------------------------------------------
 
     def prepare(self, fn: Any) -> _CodePackage:
-        """Extract ``fn``'s code zip (once per sha256) and check it against the other zips.
+        """Extract ``fn``'s code zip and its layers (once per sha256) and check them.
 
-        Raises :class:`CodeConflictError` when this zip provides a top-level Python name that
-        another zip also provides with different contents, or that this process already imported
-        from project source whose files differ from the zip's.
+        Raises :class:`CodeConflictError` when a zip provides a top-level Python name that
+        another zip (code or layer) also provides with different contents, or that this process
+        already imported from project source whose files differ from the zip's; and
+        :class:`LocalCloudError` when the function declares a layer moto does not know that is
+        not the AWS-managed Powertools layer.
         """
+        return self._function_code(fn).code
+
+    def _function_code(self, fn: Any) -> _FunctionCode:
         with self._lock:
             if self._work_dir is None:
                 raise LocalCloudError("the Lambda runner is not installed")
@@ -283,36 +303,80 @@ class InProcessLambdaRunner:
                     "was not found when the function was created (moto creates it anyway)"
                 )
             digest = getattr(fn, "code_digest", "") or hashlib.sha256(code).hexdigest()
-            package = self._packages.get(digest)
+            package = self._packages.get(("code", digest))
             if package is None:
-                package = self._extract(fn.function_name, digest, code)
-            return package
+                package = self._extract(
+                    f"the code zip of Lambda function {fn.function_name}", fn.function_name,
+                    ("code", digest), code, layer=False,
+                )
+            layers: list[_CodePackage] = []
+            powertools = False
+            for arn in declared_layers(fn):
+                if is_powertools_layer(arn):
+                    powertools = True
+                    continue
+                layers.append(self._layer_package(fn, arn))
+            return _FunctionCode(package, tuple(layers), powertools)
 
-    def _extract(self, function_name: str, digest: str, code: bytes) -> _CodePackage:
+    def _layer_package(self, fn: Any, arn: str) -> _CodePackage:
+        """The extracted layer version ``arn`` (from moto's Lambda backend), once per sha256."""
+        from moto.awslambda.utils import get_backend
+
+        version = get_backend(str(fn.account_id), str(fn.region)).layers_versions_by_arn(arn)
+        if version is None:
+            raise LocalCloudError(
+                f"function {fn.function_name} declares layer {arn}, which moto does not know: it "
+                "is neither a layer version of a deployed template nor the AWS-managed Powertools "
+                "layer (AWSLambdaPowertoolsPythonV3, account 017000801446), so LocalCloud cannot "
+                "give the function its code"
+            )
+        code: bytes = getattr(version, "code_bytes", b"") or b""
+        if not code:
+            raise LocalCloudError(
+                f"layer {arn} of function {fn.function_name} has no content in moto: its S3 "
+                "object was not found when the layer version was created"
+            )
+        digest = getattr(version, "code_digest", "") or hashlib.sha256(code).hexdigest()
+        package = self._packages.get(("layer", digest))
+        if package is None:
+            package = self._extract(f"layer {arn}", fn.function_name, ("layer", digest), code,
+                                    layer=True)
+        return package
+
+    def _extract(self, label: str, function_name: str, key: tuple[str, str], code: bytes, *,
+                 layer: bool) -> _CodePackage:
         assert self._work_dir is not None
+        kind, digest = key
         with zipfile.ZipFile(io.BytesIO(code)) as archive:
-            top_level = _top_level_names(archive)
-            for name, content_hash in top_level.items():
-                known = self._providers.get(name)
-                if known is not None and known[0] != content_hash:
-                    raise CodeConflictError(
-                        f"the code zips of Lambda functions {known[1].first_function} and "
-                        f"{function_name} both provide the top-level Python name {name!r} with "
-                        "different contents; in one process only one of them can be imported. "
-                        "Ship identical copies, or give the packages distinct names."
-                    )
-            self._check_shadowing(function_name, archive, sorted(top_level))
-            directory = self._work_dir / digest[:16]
+            roots = {root: top_level_names(archive, root)
+                     for root in (layer_roots(archive) if layer else [""])}
+            for names in roots.values():
+                for name, content_hash in names.items():
+                    known = self._providers.get(name)
+                    if known is not None and known[0] != content_hash:
+                        raise CodeConflictError(
+                            f"{known[1].label} (first used by Lambda function "
+                            f"{known[1].first_function}) and {label} (used by {function_name}) "
+                            f"both provide the top-level Python name {name!r} with different "
+                            "contents; in one process only one of them can be imported. Ship "
+                            "identical copies, or give the packages distinct names."
+                        )
+            for root, names in roots.items():
+                self._check_shadowing(label, archive, root, sorted(names))
+            directory = self._work_dir / f"{kind}-{digest[:16]}"
             archive.extractall(directory)
-        package = _CodePackage(digest, directory, top_level, function_name)
+        top_level = {name: h for names in roots.values() for name, h in names.items()}
+        package = _CodePackage(digest, directory, top_level, function_name, label, roots)
         for name, content_hash in top_level.items():
             self._providers.setdefault(name, (content_hash, package))
-        self._packages[digest] = package
-        sys.path.insert(0, str(directory))
+        self._packages[key] = package
+        for root in roots:
+            sys.path.insert(0, str(directory / root))
         importlib.invalidate_caches()
         return package
 
-    def _check_shadowing(self, function_name: str, archive: zipfile.ZipFile, names: list[str]) -> None:
+    def _check_shadowing(self, label: str, archive: zipfile.ZipFile, root: str,
+                         names: list[str]) -> None:
         """Refuse a zip whose project package is already imported from a different source.
 
         Extracted zips go first on ``sys.path``, but a name already in ``sys.modules`` is never
@@ -320,7 +384,8 @@ class InProcessLambdaRunner:
         copy's files are the zip's files (unit tests importing the same source tree); when any
         file differs the function would silently run other code, so this raises. Installed
         libraries (site-packages, the standard library) are left alone: a vendored copy in the
-        zip loses to the environment's, as documented in the README.
+        zip loses to the environment's, as documented in the README. Paths are compared
+        relative to ``root`` (a layer's ``python/``).
         """
         assert self._work_dir is not None
         work_dir = self._work_dir
@@ -337,19 +402,32 @@ class InProcessLambdaRunner:
                 continue
             base = Path(paths[0]).parent if paths else Path(locations[0]).parent
             for info in archive.infolist():
-                if info.is_dir() or not _belongs_to(info.filename, name):
+                relative = info.filename[len(root):]
+                if info.is_dir() or not info.filename.startswith(root) or not belongs_to(relative, name):
                     continue
-                if "__pycache__" in info.filename.split("/") or info.filename.endswith(".pyc"):
+                if "__pycache__" in relative.split("/") or relative.endswith(".pyc"):
                     continue
-                on_disk = base / info.filename
+                on_disk = base / relative
                 if not on_disk.is_file() or on_disk.read_bytes() != archive.read(info):
                     raise CodeConflictError(
-                        f"the code zip of Lambda function {function_name} provides {name!r}, but "
-                        f"this process already imported {name!r} from {locations[0]}, and "
-                        f"{info.filename} differs there; the function would run that copy "
-                        "instead of its own. Rebuild the assembly from the current source, or "
-                        "do not import the package from elsewhere in the same process."
+                        f"{label} provides {name!r}, but this process already imported {name!r} "
+                        f"from {locations[0]}, and {relative} differs there; the function would "
+                        "run that copy instead of its own. Rebuild the assembly from the current "
+                        "source, or do not import the package from elsewhere in the same process."
                     )
+
+    def _missing_import(self, fn: Any, function_code: _FunctionCode) -> str | None:
+        """The first top-level name the handler's package imports that the function does not
+        have (see :class:`~saga_kit.local_cloud.layers.ImportCheck`), cached per code and layers."""
+        try:
+            module_name = parse_handler(fn.handler)[0]
+        except LocalCloudError:
+            return None  # importing it reports the malformed handler
+        key = (*function_code.key(), module_name.partition(".")[0])
+        with self._lock:
+            if key not in self._missing_imports:
+                self._missing_imports[key] = function_code.import_check().missing(module_name)
+            return self._missing_imports[key]
 
     # -- invocation ------------------------------------------------------------------------
 
@@ -404,10 +482,18 @@ class InProcessLambdaRunner:
                 request_id,
             )
         try:
-            package = self.prepare(fn)
+            function_code = self._function_code(fn)
         except LocalCloudError as exc:
             self.harness_errors.append(exc)
             raise
+        package = function_code.code
+        missing = self._missing_import(fn, function_code)
+        if missing is not None:
+            # On AWS the import fails: nothing on the function's sys.path provides the name. Here
+            # the test environment would import it anyway, so the invocation fails as it would.
+            module_name = fn.handler.replace("/", ".").rpartition(".")[0]
+            message = f"Unable to import module '{module_name}': No module named '{missing}'"
+            return _error_payload("Runtime.ImportModuleError", message, request_id, []), True, ""
 
         environment = {str(k): str(v) for k, v in (fn.environment_vars or {}).items()}
         environment.update(

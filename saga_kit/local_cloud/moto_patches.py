@@ -264,3 +264,35 @@ def reused_task_clients() -> Iterator[None]:
             ) is original:
                 stack.enter_context(patched(module, "boto_client_for", boto_client_for))
         yield
+
+
+#: Attribute on moto's ``LambdaFunction`` holding the layer version ARNs the template declared.
+DECLARED_LAYERS_ATTRIBUTE = "local_cloud_declared_layers"
+
+
+@contextmanager
+def recorded_function_layers() -> Iterator[None]:
+    """Keeps a CloudFormation function's ``Layers`` on the moto function object.
+
+    ``LambdaFunction.create_from_cloudformation_json`` copies only a few optional properties
+    into the function spec and drops ``Layers`` (had it kept them, moto would reject the
+    AWS-managed Powertools layer, which it does not know). This records the resolved ARNs under
+    :data:`DECLARED_LAYERS_ATTRIBUTE` after moto created the function, for the in-process
+    runner; moto's own ``layers`` (what ``GetFunction`` reports) stays empty.
+    """
+    from moto.awslambda.models import LambdaFunction
+
+    from saga_kit.local_cloud.layers import layer_arn
+
+    original = vars(LambdaFunction)["create_from_cloudformation_json"].__func__
+
+    def create_from_cloudformation_json(cls: Any, resource_name: str, cloudformation_json: Any,
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        fn = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        declared = (cloudformation_json.get("Properties") or {}).get("Layers") or []
+        setattr(fn, DECLARED_LAYERS_ATTRIBUTE, [layer_arn(value) for value in declared])
+        return fn
+
+    with patched(LambdaFunction, "create_from_cloudformation_json",
+                 classmethod(create_from_cloudformation_json)):
+        yield
