@@ -30,6 +30,7 @@ from saga_kit.local_cloud.assembly import StackArtifact, asset_bytes, file_asset
 from saga_kit.local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
 from saga_kit.local_cloud.event_sources import no_inline_sqs_delivery, pump_sqs_event_sources
 from saga_kit.local_cloud.handler_time import HandlerTime
+from saga_kit.local_cloud.iam import AccessDenial, IamEnforcer
 from saga_kit.local_cloud.lambda_runner import InProcessLambdaRunner, InvocationRecord
 from saga_kit.local_cloud.moto_patches import (
     ResourceFailure,
@@ -115,10 +116,12 @@ class _SharedMoto:
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _current: ClassVar[_SharedMoto | None] = None
 
-    def __init__(self, region: str, instant_retries: bool, time_dilation: float) -> None:
+    def __init__(self, region: str, instant_retries: bool, time_dilation: float,
+                 enforce_iam: bool) -> None:
         self.instant_retries = instant_retries
         self.handler_time = HandlerTime(time_dilation)
-        self.runner = InProcessLambdaRunner(region, self.handler_time)
+        self.iam = IamEnforcer() if enforce_iam else None
+        self.runner = InProcessLambdaRunner(region, self.handler_time, self.iam)
         self.users = 0
         self._exit_stack = ExitStack()
         stack = self._exit_stack
@@ -141,25 +144,29 @@ class _SharedMoto:
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
             stack.enter_context(self.handler_time.installed())
+            if self.iam is not None:
+                stack.enter_context(self.iam.installed())
             stack.enter_context(self.runner.installed())
         except BaseException:
             stack.close()
             raise
 
     @classmethod
-    def acquire(cls, region: str, instant_retries: bool, time_dilation: float) -> _SharedMoto:
+    def acquire(cls, region: str, instant_retries: bool, time_dilation: float,
+                enforce_iam: bool = True) -> _SharedMoto:
         """The running engine (started now if none), with one more user."""
         with cls._lock:
             engine = cls._current
             if engine is None:
-                engine = cls(region, instant_retries, time_dilation)
+                engine = cls(region, instant_retries, time_dilation, enforce_iam)
                 cls._current = engine
-            elif (engine.instant_retries, engine.handler_time.dilation) != (
-                    instant_retries, float(time_dilation)):
+            elif (engine.instant_retries, engine.handler_time.dilation, engine.iam is not None) != (
+                    instant_retries, float(time_dilation), enforce_iam):
                 raise LocalCloudError(
-                    f"a LocalCloud with instant_retries={engine.instant_retries} and "
-                    f"time_dilation={engine.handler_time.dilation:g} is already running in this "
-                    "process; overlapping clouds must agree on both"
+                    f"a LocalCloud with instant_retries={engine.instant_retries}, "
+                    f"time_dilation={engine.handler_time.dilation:g} and "
+                    f"enforce_iam={engine.iam is not None} is already running in this process; "
+                    "overlapping clouds must agree on all three (one moto serves them all)"
                 )
             engine.users += 1
             return engine
@@ -204,6 +211,10 @@ class LocalCloud:
             spends in ``time.sleep`` counts in full (see :mod:`saga_kit.local_cloud.handler_time`). The
             default, :data:`DEFAULT_TIME_DILATION`, means a busy machine never times out a
             handler that a scenario did not make slow on purpose; 1 is plain wall time.
+        enforce_iam: run each Lambda invocation with its execution role's credentials and
+            refuse its requests that the role's policies do not allow, with ``AccessDenied``
+            as on AWS (see :mod:`saga_kit.local_cloud.iam`). Requests of the harness itself,
+            and Step Functions' service integrations, are never checked.
     """
 
     def __init__(
@@ -214,12 +225,14 @@ class LocalCloud:
         instant_retries: bool = True,
         region: str = "us-east-1",
         time_dilation: float = DEFAULT_TIME_DILATION,
+        enforce_iam: bool = True,
     ) -> None:
         self.assembly_dir = Path(assembly_dir)
         self.stack_name = stack_name
         self.instant_retries = instant_retries
         self.region = region
         self.time_dilation = time_dilation
+        self.enforce_iam = enforce_iam
         #: CloudFormation stack outputs, OutputKey -> OutputValue (filled by :meth:`start`).
         self.outputs: dict[str, str] = {}
         #: Every resource moto created, by logical id.
@@ -256,7 +269,8 @@ class LocalCloud:
         if self._engine is not None:
             raise LocalCloudError("this LocalCloud is already running")
         artifact = load_stack(self.assembly_dir, self.stack_name)  # fail before touching moto
-        engine = _SharedMoto.acquire(self.region, self.instant_retries, self.time_dilation)
+        engine = _SharedMoto.acquire(self.region, self.instant_retries, self.time_dilation,
+                                     self.enforce_iam)
         self._engine = engine
         try:
             self._session = boto3.session.Session(region_name=self.region)
@@ -398,10 +412,12 @@ class LocalCloud:
             delay = min(delay * 2, _POLL_MAX)
 
     def _prepare_functions(self) -> None:
-        """Extract every Python function's code now, so code conflicts fail start(), not a test."""
+        """Extract every Python function's code and layers now, and assume its role when IAM is
+        enforced, so code conflicts, unknown layers and missing roles fail start(), not a test."""
         from moto.awslambda.utils import get_backend
 
         backend = get_backend(self.account_id, self.region)
+        iam = self._engine.iam if self._engine is not None else None
         for resource in self.resources.values():
             if resource.resource_type != "AWS::Lambda::Function":
                 continue
@@ -409,6 +425,8 @@ class LocalCloud:
             if str(fn.run_time or "").startswith("python"):
                 try:
                     self._runner.prepare(fn)
+                    if iam is not None:
+                        iam.credentials_for(fn)
                 except LocalCloudError as exc:
                     raise DeployError(
                         f"stack {self.stack_name}: resource {resource.logical_id} "
@@ -514,6 +532,19 @@ class LocalCloud:
         and how it ended (``error_type`` is ``None`` on success). Lets a test see that a late
         action really ran and was refused, not just that its effect is missing."""
         return self._runner.journal_snapshot()
+
+    @property
+    def access_denials(self) -> list[AccessDenial]:
+        """Every request of a Lambda invocation refused so far in this process, oldest first:
+        the role session (``assumed-role/<role>/<function>``), the IAM action and the resource.
+        A handler may catch the ``AccessDenied`` error; this shows that it happened. Empty when
+        IAM is not enforced."""
+        engine = self._engine
+        if engine is None:
+            raise LocalCloudError("this LocalCloud is not running; call start() or use it in a with block")
+        if engine.iam is None:
+            return []
+        return list(engine.iam.denials)
 
     def pump_event_sources(self, max_batches: int = 10_000) -> int:
         """Deliver queued SQS messages to this stack's Lambda event source mappings until the

@@ -16,7 +16,8 @@ installed, every invocation that reaches moto's ``LambdaFunction._invoke_lambda`
 3. puts the extracted directory on ``sys.path`` and imports the handler module, as the Lambda
    Python runtime does with ``/var/task``;
 4. calls the handler with the event and a Lambda-like context, in the calling thread, with the
-   function's environment variables visible through a thread-local overlay on ``os.environ``;
+   function's environment variables visible through a thread-local overlay on ``os.environ``
+   and, when IAM is enforced, with its role's credentials (see :mod:`saga_kit.local_cloud.iam`);
 5. returns the JSON-encoded result, or a Lambda-style error payload (``errorType`` is the
    exception's class name, which Step Functions uses as the error name).
 """
@@ -48,6 +49,7 @@ from saga_kit.local_cloud._patching import patched
 from saga_kit.local_cloud.env_overlay import ThreadLocalEnviron, installed_thread_local_environ
 from saga_kit.local_cloud.errors import CodeConflictError, LocalCloudError
 from saga_kit.local_cloud.handler_time import HandlerTime, Stopwatch
+from saga_kit.local_cloud.iam import IamEnforcer, RoleCredentials
 from saga_kit.local_cloud.layers import (
     POWERTOOLS_LAYER_PROVIDES,
     ImportCheck,
@@ -219,10 +221,14 @@ class InProcessLambdaRunner:
     everything (patches, ``sys.path`` entries, imported handler modules, extracted code) on exit.
     """
 
-    def __init__(self, region: str, handler_time: HandlerTime | None = None) -> None:
+    def __init__(self, region: str, handler_time: HandlerTime | None = None,
+                 iam: IamEnforcer | None = None) -> None:
         self.region = region
         #: How handler time is counted for Lambda timeouts (wall time unless dilated).
         self.handler_time = handler_time or HandlerTime()
+        #: When set, each invocation runs with its role's credentials and moto checks its
+        #: requests (see :mod:`saga_kit.local_cloud.iam`); installed by the caller.
+        self.iam = iam
         self._work_dir: Path | None = None
         self._packages: dict[tuple[str, str], _CodePackage] = {}
         self._providers: dict[str, tuple[str, _CodePackage]] = {}
@@ -483,6 +489,7 @@ class InProcessLambdaRunner:
             )
         try:
             function_code = self._function_code(fn)
+            credentials = self.iam.credentials_for(fn) if self.iam is not None else None
         except LocalCloudError as exc:
             self.harness_errors.append(exc)
             raise
@@ -509,11 +516,12 @@ class InProcessLambdaRunner:
                 "AWS_DEFAULT_REGION": fn.region,
                 "LAMBDA_TASK_ROOT": str(package.directory),
                 "_HANDLER": fn.handler,
+                **(credentials.environment() if credentials is not None else {}),
             }
         )
         assert self._environ is not None
         stopwatch = self.handler_time.stopwatch()
-        with self._environ.overlay(environment):
+        with self._environ.overlay(environment), self._acting_as(credentials):
             try:
                 handler = self._load_handler(fn.handler)
             except Exception as exc:
@@ -534,6 +542,15 @@ class InProcessLambdaRunner:
         except (TypeError, ValueError) as exc:
             message = f"Unable to marshal response: {exc}"
             return _error_payload("Runtime.MarshalError", message, request_id, []), True, ""
+
+    @contextmanager
+    def _acting_as(self, credentials: RoleCredentials | None) -> Iterator[None]:
+        """Sign this thread's requests with the function's role while its code runs."""
+        if self.iam is None:
+            yield
+            return
+        with self.iam.acting_as(credentials):
+            yield
 
     def _load_handler(self, handler: str) -> Callable[[Any, Any], Any]:
         module_name, attribute = parse_handler(handler)
