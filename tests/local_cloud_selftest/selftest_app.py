@@ -1,4 +1,6 @@
-"""A tiny CDK app for LocalCloud's self-test: a table, a Python Lambda, a state machine."""
+"""A tiny CDK app for LocalCloud's self-test: a table, a Python Lambda, a state machine; and for
+the layer and IAM checks, a function without a grant on the table, and one handler deployed
+with and without the layer it imports from."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 
 STACK_NAME = "LocalCloudSelfTest"
 HANDLER_DIR = Path(__file__).parent / "handler_src"
+LAYER_DIR = Path(__file__).parent / "layer_src"
+#: The AWS-managed Powertools layer, which moto does not have (LocalCloud stands in for it).
+POWERTOOLS_LAYER_ARN = (
+    f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:017000801446:layer:"
+    "AWSLambdaPowertoolsPythonV3-python311-x86_64:27"
+)
 TASK_TIMEOUT_SECONDS = 1
 
 
@@ -51,6 +59,30 @@ def synth_selftest_app(outdir: Path) -> Path:
         backoff_rate=2,
     )
     machine = sfn.StateMachine(stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(invoke))
+
+    # The same handler as Worker, but its role has no grant on the table.
+    lambda_.Function(
+        stack,
+        "Ungranted",
+        runtime=lambda_.Runtime.PYTHON_3_11,
+        handler="selftest_handler.app.handler",
+        code=lambda_.Code.from_asset(str(HANDLER_DIR)),
+        timeout=cdk.Duration.seconds(10),
+        environment={"TABLE_NAME": table.table_name},
+    )
+    # One handler importing from two layers, deployed with both and with Powertools only.
+    powertools = lambda_.LayerVersion.from_layer_version_arn(stack, "Powertools", POWERTOOLS_LAYER_ARN)
+    extra = lambda_.LayerVersion(stack, "ExtraLayer", code=lambda_.Code.from_asset(str(LAYER_DIR)),
+                                 compatible_runtimes=[lambda_.Runtime.PYTHON_3_11])
+    for construct_id, layers in (("LayeredWith", [powertools, extra]), ("LayeredWithout", [powertools])):
+        lambda_.Function(
+            stack,
+            construct_id,
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            handler="selftest_layered.app.handler",
+            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
+            layers=layers,
+        )
     cdk.CfnOutput(stack, "TableName", value=table.table_name)
     # Named as a saga's output (<Saga>StateMachineArn), so cloud.saga_outputs() finds it.
     cdk.CfnOutput(stack, "SelftestStateMachineArn", value=machine.state_machine_arn)

@@ -1,0 +1,1 @@
+"""Handler package for LocalCloud's layer self-test: it needs the extra layer and Powertools."""
