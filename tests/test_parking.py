@@ -286,10 +286,11 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
         "charge_payment", times=COMPENSATION_ATTEMPTS + MAX_RECEIVE_COUNT)])
     assert finish(env, arn).status == "parked"
     env["cloud"].pump_event_sources()
-    monkeypatch.setattr(cli_main, "_stack_outputs",
-                        lambda *_args: (env["sqs"], env["cloud"].outputs))
+    # The stack holds one saga, so --saga may be left out; the stack comes from SAGA_STACK.
+    monkeypatch.setenv("SAGA_STACK", env["cloud"].stack_name)
+    region = ["--region", env["cloud"].region]
     runner = CliRunner()
-    listed = runner.invoke(cli_main.app, ["dlq", "list", "--json"])
+    listed = runner.invoke(cli_main.app, ["dlq", "list", "--json", *region])
     assert listed.exit_code == 0, listed.output
     [entry] = [e for e in json.loads(listed.stdout) if e["saga_id"] == saga_id]
     assert entry["failed_compensation"] == "charge_payment"
@@ -301,10 +302,12 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
     assert 13 * 86400 < entry["dropped_in_seconds"] <= 14 * 86400
     # Listing consumed nothing.
     assert [p.saga_id for p in in_queue(env, "dlq", saga_id)] == [saga_id]
-    table = runner.invoke(cli_main.app, ["dlq", "list"], env={"COLUMNS": "200"})
+    table = runner.invoke(cli_main.app, ["dlq", "list", *region], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "charge_payment" in table.output
+    assert "saga order_fulfillment of stack SagaKitOrderFulfillment" in table.output
 
-    moved = runner.invoke(cli_main.app, ["dlq", "redrive"])
+    moved = runner.invoke(cli_main.app, ["dlq", "redrive", "--saga", "order_fulfillment",
+                                         *region])
     assert moved.exit_code == 0, moved.output
     assert "moved" in moved.output
     env["cloud"].pump_event_sources()
@@ -313,11 +316,12 @@ def test_cli_lists_and_redrives_the_dlq(env: dict[str, Any],
 
 
 def test_cli_takes_the_queue_directly_for_stacks_without_outputs() -> None:
-    # No CloudFormation call is made when the queue is given: a stack of the user's own, whose
-    # outputs do not use the order stack's names, works as well.
-    _, outputs = cli_main._stack_outputs("AnyStack", "us-east-1", None,
-                                         {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"})
-    assert outputs == {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"}
+    # No CloudFormation call is made when the queue is given: a stack without the saga
+    # outputs works as well.
+    target = cli_main.resolve_target("AnyStack", None, "us-east-1", None,
+                                     {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"})
+    assert target.outputs == {"CompensationDeadLetterQueueArn": "arn:aws:sqs:x"}
+    assert target.stack is None
 
 
 def test_dlq_redrive_takes_the_dlq_arn_directly(env: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 Example::
 
-    client = SagaApiClient.for_stack("SagaKitOrderFulfillment")      # reads the ApiUrl output
+    client = SagaApiClient.for_stack("MyStack")                      # reads the ApiUrl output
     client = SagaApiClient("http://127.0.0.1:8000")                  # saga serve
     answer = client.start("order_fulfillment", {...}, idempotency_key="order-42")
     answer = client.status("order_fulfillment", "order-42")

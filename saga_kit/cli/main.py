@@ -1,14 +1,23 @@
-"""The ``saga`` command.
+"""The ``saga`` command: operate the sagas of any deployed Saga Kit app, or run one locally.
 
-``saga demo`` runs the order-fulfillment saga in the local cloud (no AWS account needed): once on
-the happy path and once failing at each step, then prints what each saga did and the participants'
-books, proving that nothing leaked.
+* ``saga dlq list|redrive``, ``saga stuck``, ``saga start``, ``saga status`` act on one saga of
+  one deployed stack: ``--stack`` (or ``$SAGA_STACK``) and ``--saga`` (may be left out when the
+  stack holds one saga). The stack's outputs are read with one ``DescribeStacks`` call.
+* ``saga serve`` and ``saga demo`` run the reference app in the local cloud.
+
+A name that does not exist (stack, saga, app stack) ends the command with exit status 2 and one
+line saying what does exist.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 # Node 20 is the kit's documented prerequisite; jsii's end-of-life banner for it is noise here.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -24,13 +33,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:
+    import boto3
+
+    from saga_kit.cli.api_client import ApiAnswer, SagaApiClient
+    from saga_kit.cli.targets import StackSagas
+
 app = typer.Typer(help="Saga Kit: distributed transactions on Step Functions, without 2PC.",
                   no_args_is_help=True, add_completion=False)
+
+#: Exit status of a command given a name that does not exist (as for a usage error).
+EXIT_NOT_FOUND = 2
 
 
 @app.callback()
 def _root() -> None:
-    """Saga Kit command line."""
+    """Saga Kit command line. Operator commands take --stack (or $SAGA_STACK) and --saga."""
 
 
 def _quiet_handlers() -> None:
@@ -38,6 +56,12 @@ def _quiet_handlers() -> None:
     # that would bury the table. Tests and --verbose keep them.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def _fail(message: str, code: int = EXIT_NOT_FOUND) -> NoReturn:
+    """Ends the command with ``message`` on stderr (plain text: no markup is interpreted)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -119,54 +143,154 @@ def _print_report(console: Console, report: object) -> None:
     console.print(f"{verdict} ({report.seconds:.1f}s)")
 
 
-dlq_app = typer.Typer(help="Parked compensations: list and redrive the compensation DLQ.",
-                      no_args_is_help=True)
-app.add_typer(dlq_app, name="dlq")
+# -- which stack and saga: shared by the operator commands ---------------------------------------
 
-STACK_OPTION = typer.Option("SagaKitOrderFulfillment", "--stack", help="Deployed stack name.")
+STACK_OPTION = typer.Option(
+    None, "--stack", envvar="SAGA_STACK", show_envvar=True,
+    help="The deployed stack (its CloudFormation name).")
+SAGA_OPTION = typer.Option(
+    None, "--saga",
+    help="The saga, by its declared name (order_fulfillment). Optional when the stack holds "
+         "one saga; otherwise the error lists the stack's sagas.")
 REGION_OPTION = typer.Option(None, "--region", help="AWS region (default: your profile's).")
 ENDPOINT_OPTION = typer.Option(None, "--endpoint-url",
-                               help="Talk to this AWS-compatible endpoint instead of AWS.")
-
-
+                               help="Talk to this AWS-compatible endpoint instead of AWS "
+                                    "(saga serve's moto endpoint, for one).")
 DLQ_URL_OPTION = typer.Option(None, "--dlq-url",
-                               help="The compensation DLQ's URL, for a stack without the outputs.")
+                               help="The compensation DLQ's URL: skips reading the stack "
+                                    "(for a stack without the saga outputs).")
 DLQ_ARN_OPTION = typer.Option(None, "--dlq-arn",
-                               help="The compensation DLQ's ARN, for a stack without the outputs.")
+                               help="The compensation DLQ's ARN: skips reading the stack "
+                                    "(for a stack without the saga outputs).")
 
 
-def _stack_outputs(stack: str, region: str | None, endpoint_url: str | None,
-                   overrides: dict[str, str | None] | None = None) -> tuple[object, dict]:
+@dataclass(frozen=True)
+class Target:
+    """What a command acts on: a saga of a stack, or what the overrides name directly.
+
+    Attributes:
+        session: The boto3 session to call AWS with.
+        stack: The stack's sagas and outputs (``None`` when the overrides named everything).
+        saga: The saga's declared name (``None`` likewise, unless ``--saga`` was given).
+        outputs: The saga's outputs by :data:`saga_kit.contract.OUTPUT_KEYS` name, overrides
+            applied.
+    """
+
+    session: boto3.session.Session
+    stack: StackSagas | None
+    saga: str | None
+    outputs: dict[str, str]
+
+    def label(self) -> str:
+        """``saga <name> of stack <stack>``, or what is known of it."""
+        if self.stack is None:
+            return f"saga {self.saga}" if self.saga else "the given queue"
+        return f"saga {self.saga} of stack {self.stack.stack}"
+
+
+@contextmanager
+def _aws_errors() -> Iterator[None]:
+    """Turns the AWS configuration errors an operator can fix into one line and exit 2."""
+    from botocore.exceptions import (
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    try:
+        yield
+    except NoRegionError:
+        _fail("no AWS region: pass --region, or set AWS_REGION or a profile's region")
+    except (NoCredentialsError, PartialCredentialsError):
+        _fail("no AWS credentials: set AWS_PROFILE or the AWS_* key variables")
+    except EndpointConnectionError as error:
+        _fail(f"cannot reach AWS: {error}")
+
+
+def _session(region: str | None) -> boto3.session.Session:
     import boto3
 
-    session = boto3.session.Session(region_name=region)
-    given = {k: v for k, v in (overrides or {}).items() if v}
-    outputs: dict[str, str] = {}
-    if len(given) < len(overrides or {}) or not overrides:
-        cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
-        described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    return session.client("sqs", endpoint_url=endpoint_url), {**outputs, **given}
+    return boto3.session.Session(region_name=region)
+
+
+def _read_stack(session: boto3.session.Session, stack: str | None,
+                endpoint_url: str | None) -> StackSagas:
+    """The stack's sagas, or the command ends with a one-line reason."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from saga_kit.cli.targets import TargetError, read_stack
+
+    if not stack:
+        _fail("name the stack: --stack NAME (or set SAGA_STACK)")
+    with _aws_errors():
+        try:
+            return read_stack(session.client("cloudformation", endpoint_url=endpoint_url), stack)
+        except TargetError as error:
+            _fail(str(error))
+        except (ClientError, BotoCoreError) as error:
+            _fail(f"cannot read stack {stack}: {error}", code=1)
+
+
+def resolve_target(stack: str | None, saga: str | None, region: str | None,
+                   endpoint_url: str | None, given: dict[str, str | None]) -> Target:
+    """The saga a command acts on, with the outputs it needs.
+
+    ``given`` maps the outputs the command needs (by ``OUTPUT_KEYS`` name) to what the operator
+    gave on the command line; when every one was given the stack is not read at all, so a
+    stack without the saga outputs (or another account's queue) works too. Otherwise the stack
+    is described once and the saga picked from it; the given values still win.
+    """
+    from saga_kit.cli.targets import TargetError
+
+    session = _session(region)
+    overrides = {key: value for key, value in given.items() if value}
+    if given and len(overrides) == len(given):
+        return Target(session, None, saga, overrides)
+    sagas = _read_stack(session, stack, endpoint_url)
+    try:
+        name, outputs = sagas.saga_outputs(saga)
+    except TargetError as error:
+        _fail(str(error))
+    missing = [key for key in given if key not in outputs and key not in overrides]
+    if missing:
+        _fail(f"saga {name} of stack {sagas.stack} has no {', '.join(missing)} output: "
+              "redeploy it with this Saga Kit, or pass the value as an option")
+    return Target(session, sagas, name, {**outputs, **overrides})
+
+
+# -- saga dlq -----------------------------------------------------------------------------------
+
+dlq_app = typer.Typer(help="Parked compensations of one saga: list and redrive its "
+                           "compensation DLQ.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 
 @dlq_app.command("list")
 def dlq_list(
-    stack: str = STACK_OPTION,
+    stack: str | None = STACK_OPTION,
+    saga: str | None = SAGA_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
     dlq_url: str | None = DLQ_URL_OPTION,
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show each parked saga in the DLQ (failed compensation, error, age) without consuming it."""
+    """Show the saga's parked compensations, without consuming them.
+
+    Each saga has its own DLQ, so only that saga's messages are listed: saga id, failed
+    compensation, error, how long ago it was parked and when SQS drops it.
+    """
     from saga_kit.cli.dlq import list_parked
 
-    sqs, outputs = _stack_outputs(stack, region, endpoint_url,
-                                  {"CompensationDeadLetterQueueUrl": dlq_url})
-    parked = list_parked(sqs, outputs["CompensationDeadLetterQueueUrl"])
+    target = resolve_target(stack, saga, region, endpoint_url,
+                            {"CompensationDeadLetterQueueUrl": dlq_url})
+    with _aws_errors():
+        sqs = target.session.client("sqs", endpoint_url=endpoint_url)
+        parked = list_parked(sqs, target.outputs["CompensationDeadLetterQueueUrl"])
     if json_output:
         print(json.dumps([p.to_dict() for p in parked], indent=2))
         return
-    table = Table(title=f"Parked compensations in the DLQ of {stack}: {len(parked)}")
+    table = Table(title=f"Parked compensations of {target.label()}: {len(parked)}")
     for column in ("saga id", "failed compensation", "still pending", "error",
                    "parked (days ago)", "SQS drops it in (days)", "receives"):
         table.add_column(column, overflow="fold")
@@ -182,28 +306,39 @@ def dlq_list(
 
 @dlq_app.command("redrive")
 def dlq_redrive(
-    stack: str = STACK_OPTION,
+    stack: str | None = STACK_OPTION,
+    saga: str | None = SAGA_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
     dlq_arn: str | None = DLQ_ARN_OPTION,
 ) -> None:
-    """Move every DLQ message back to the compensation queue (StartMessageMoveTask)."""
+    """Move the saga's DLQ messages back to its compensation queue (fix the cause first).
+
+    StartMessageMoveTask, as the SQS console's "Start DLQ redrive"; the redrive Lambda then
+    finishes each saga's compensations.
+    """
     from saga_kit.cli.dlq import RedriveError, redrive
 
-    sqs, outputs = _stack_outputs(stack, region, endpoint_url,
-                                  {"CompensationDeadLetterQueueArn": dlq_arn})
-    try:
-        task = redrive(sqs, outputs["CompensationDeadLetterQueueArn"])
-    except RedriveError as error:
-        Console(stderr=True).print(f"[red]{error}[/red]")
-        raise typer.Exit(code=1) from None
+    target = resolve_target(stack, saga, region, endpoint_url,
+                            {"CompensationDeadLetterQueueArn": dlq_arn})
+    with _aws_errors():
+        sqs = target.session.client("sqs", endpoint_url=endpoint_url)
+        try:
+            task = redrive(sqs, target.outputs["CompensationDeadLetterQueueArn"])
+        except RedriveError as error:
+            Console(stderr=True).print(f"[red]{error}[/red]")
+            raise typer.Exit(code=1) from None
     moved = task.get("ApproximateNumberOfMessagesMoved", 0)
     if task.get("Status") != "COMPLETED":
         Console(stderr=True).print(f"[red]redrive ended {task.get('Status')} after moving {moved} "
                                    f"message(s): {task.get('FailureReason', '')}[/red]")
         raise typer.Exit(code=1)
-    Console().print(f"moved {moved} message(s) back to the compensation queue; the redrive Lambda "
-                    "finishes them (check: saga dlq list, and the saga store's status).")
+    Console().print(f"moved {moved} message(s) of {target.label()} back to the compensation "
+                    "queue; the redrive Lambda finishes them (check: saga dlq list, and saga "
+                    "status).")
+
+
+# -- saga serve ---------------------------------------------------------------------------------
 
 
 @app.command()
@@ -257,30 +392,54 @@ def serve(
                    announce=announce_with_summary)
 
 
-API_URL_OPTION = typer.Option(None, "--api-url", envvar="SAGA_API_URL",
+# -- saga start / status: through the saga API ----------------------------------------------------
+
+API_URL_OPTION = typer.Option(None, "--api-url", envvar="SAGA_API_URL", show_envvar=True,
                               help="The API's base URL (saga serve's, or a deployed stage's). "
                                    "Default: the stack's ApiUrl output.")
 API_KEY_OPTION = typer.Option(None, "--api-key", envvar="SAGA_API_KEY",
                               help="x-api-key for APIs deployed with API keys.")
 
 
-def _api_client(api_url: str | None, stack: str, region: str | None, endpoint_url: str | None,
-                api_key: str | None) -> object:
+def _one_saga(positional: str | None, option: str | None) -> str | None:
+    if positional and option and positional != option:
+        _fail(f"the saga is named twice, differently: {positional} and --saga {option}")
+    return option or positional
+
+
+def resolve_api(saga: str | None, stack: str | None, api_url: str | None, region: str | None,
+                endpoint_url: str | None, api_key: str | None) -> tuple[SagaApiClient, str]:
+    """A client of the saga API and the saga's declared name.
+
+    With ``--api-url`` and ``--saga`` the stack is not read. Otherwise the stack names the saga
+    (the only one, or the one given) and, without ``--api-url``, the API: its ``ApiUrl``
+    output, which must serve that saga.
+    """
     from saga_kit.cli.api_client import SagaApiClient
+    from saga_kit.cli.targets import TargetError
 
-    if api_url:
-        import boto3
+    session = _session(region)
+    if api_url and saga:
+        return SagaApiClient(api_url, session=session, api_key=api_key), saga
+    if api_url and not stack:
+        _fail("name the saga: --saga NAME (with --api-url and no --stack there is no stack to "
+              "read the sagas from)")
+    sagas = _read_stack(session, stack, endpoint_url)
+    try:
+        name = sagas.resolve(saga)
+    except TargetError as error:
+        _fail(str(error))
+    url = api_url or sagas.api_url
+    if not url:
+        _fail(f"stack {sagas.stack} has no ApiUrl output (no SagaApi in it): pass --api-url")
+    routes = sagas.api_routes
+    if not api_url and routes is not None and name not in routes:
+        _fail(f"the API of stack {sagas.stack} does not serve saga {name}; it serves: "
+              f"{', '.join(routes) or 'none'}")
+    return SagaApiClient(url, session=session, api_key=api_key), name
 
-        return SagaApiClient(api_url, session=boto3.session.Session(region_name=region),
-                             api_key=api_key)
-    return SagaApiClient.for_stack(stack, region=region, endpoint_url=endpoint_url,
-                                   api_key=api_key)
 
-
-def _print_answer(answer: object) -> None:
-    from saga_kit.cli.api_client import ApiAnswer
-
-    assert isinstance(answer, ApiAnswer)
+def _print_answer(answer: ApiAnswer) -> None:
     print(json.dumps(answer.body, indent=2))
     if not answer.ok:
         Console(stderr=True).print(f"[red]HTTP {answer.status}[/red]")
@@ -289,38 +448,62 @@ def _print_answer(answer: object) -> None:
 
 @app.command()
 def start(
-    saga_type: str = typer.Argument(..., help="The saga type, e.g. order_fulfillment."),
+    saga_argument: str | None = typer.Argument(
+        None, metavar="[SAGA]", help="The saga to start; the same as --saga."),
     input_json: str = typer.Option(..., "--input",
                                    help="The saga input as JSON, or @file to read it from a file."),
     idempotency_key: str | None = typer.Option(
         None, "--idempotency-key", help="The saga id; the same key again returns the same saga."),
+    saga: str | None = SAGA_OPTION,
+    stack: str | None = STACK_OPTION,
     api_url: str | None = API_URL_OPTION,
     api_key: str | None = API_KEY_OPTION,
-    stack: str = STACK_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
 ) -> None:
-    """Start a saga through the API (deployed stack, or saga serve with --api-url)."""
-    from pathlib import Path
+    """Start a saga through the saga API and print the API's answer.
 
-    body = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
-    client = _api_client(api_url, stack, region, endpoint_url, api_key)
-    _print_answer(client.start(saga_type, body, idempotency_key=idempotency_key))  # type: ignore[attr-defined]
+    The API is the stack's (its ApiUrl output) or, with --api-url, saga serve's.
+    """
+    if input_json.startswith("@"):
+        try:
+            body = Path(input_json[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            _fail(f"cannot read the input file: {error}")
+    else:
+        body = input_json
+    client, name = resolve_api(_one_saga(saga_argument, saga), stack, api_url, region,
+                               endpoint_url, api_key)
+    with _aws_errors():
+        _print_answer(client.start(name, body, idempotency_key=idempotency_key))
+
+
+STATUS_IDS_ARGUMENT = typer.Argument(
+    ..., metavar="[SAGA] SAGA_ID",
+    help="The saga id (its Idempotency-Key), after the saga when --saga is not used.")
 
 
 @app.command()
 def status(
-    saga_type: str = typer.Argument(..., help="The saga type, e.g. order_fulfillment."),
-    saga_id: str = typer.Argument(..., help="The saga id (its Idempotency-Key)."),
+    ids: list[str] = STATUS_IDS_ARGUMENT,
+    saga: str | None = SAGA_OPTION,
+    stack: str | None = STACK_OPTION,
     api_url: str | None = API_URL_OPTION,
     api_key: str | None = API_KEY_OPTION,
-    stack: str = STACK_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
 ) -> None:
-    """Show a saga's status and step log."""
-    client = _api_client(api_url, stack, region, endpoint_url, api_key)
-    _print_answer(client.status(saga_type, saga_id))  # type: ignore[attr-defined]
+    """Show a saga's status and step log (from the saga store, through the saga API)."""
+    if len(ids) > 2:
+        _fail(f"expected the saga id (optionally after the saga), got {len(ids)} arguments")
+    saga_argument = ids[0] if len(ids) == 2 else None
+    client, name = resolve_api(_one_saga(saga_argument, saga), stack, api_url, region,
+                               endpoint_url, api_key)
+    with _aws_errors():
+        _print_answer(client.status(name, ids[-1]))
+
+
+# -- saga stuck ---------------------------------------------------------------------------------
 
 
 @app.command()
@@ -329,35 +512,35 @@ def stuck(
                                     help="running, compensating or parked."),
     older_than_minutes: float = typer.Option(15, "--older-than-minutes",
                                              help="Not updated for at least this long."),
-    stack: str = STACK_OPTION,
+    stack: str | None = STACK_OPTION,
+    saga: str | None = SAGA_OPTION,
     region: str | None = REGION_OPTION,
     endpoint_url: str | None = ENDPOINT_OPTION,
+    store_table: str | None = typer.Option(
+        None, "--store-table", help="The saga store table's name: skips reading the stack."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List sagas stuck in a status (one query on the saga store's status index)."""
+    """List sagas stuck in a status (one query on the saga's store)."""
     from datetime import timedelta
-
-    import boto3
 
     from saga_kit.cli.stuck import find_stuck
 
-    session = boto3.session.Session(region_name=region)
-    described = session.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(
-        StackName=stack)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    found = find_stuck(session.client("dynamodb", endpoint_url=endpoint_url),
-                       outputs["SagaStoreTableName"], status=status_name,
-                       older_than=timedelta(minutes=older_than_minutes))
+    target = resolve_target(stack, saga, region, endpoint_url, {"StoreTableName": store_table})
+    with _aws_errors():
+        found = find_stuck(target.session.client("dynamodb", endpoint_url=endpoint_url),
+                           target.outputs["StoreTableName"], status=status_name,
+                           older_than=timedelta(minutes=older_than_minutes))
     if json_output:
         print(json.dumps(found, indent=2))
         return
-    table = Table(title=f"Sagas {status_name} for over {older_than_minutes:g} min: {len(found)}")
+    table = Table(title=f"Sagas of {target.label()} {status_name} for over "
+                        f"{older_than_minutes:g} min: {len(found)}")
     for column in ("saga type", "saga id", "current step", "phase", "updated at", "execution"):
         table.add_column(column, overflow="fold")
-    for saga in found:
-        table.add_row(saga.get("saga_type", ""), saga.get("saga_id", ""),
-                      saga.get("current_step", "-"), saga.get("current_phase", "-"),
-                      saga.get("updated_at", ""), saga.get("execution_arn", ""))
+    for item in found:
+        table.add_row(item.get("saga_type", ""), item.get("saga_id", ""),
+                      item.get("current_step", "-"), item.get("current_phase", "-"),
+                      item.get("updated_at", ""), item.get("execution_arn", ""))
     Console().print(table)
 
 
