@@ -30,6 +30,8 @@ from saga_kit.contract import saga_outputs
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STARTUP_SECONDS = 120
 TYPE = "order_fulfillment"
+SEED_STOCK = 1_000_000
+SEED_BALANCE_CENTS = 10_000_000_000
 
 
 def _free_port() -> int:
@@ -40,14 +42,20 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``saga serve`` started as a separate process; its ready line (URLs, stack outputs)."""
+    """``saga serve`` started as a separate process on the reference app (``app.py``, the
+    participants seeded from a file); its ready line (URLs, sagas, stack outputs)."""
     logs = tmp_path_factory.mktemp("serve")
     stdout_path, stderr_path = logs / "stdout", logs / "stderr"
+    seed_path = logs / "seed.json"
+    seed_path.write_text(json.dumps({
+        "InventoryTableName": [{"pk": f"sku#{SKU}", "stock": SEED_STOCK}],
+        "PaymentsTableName": [{"pk": f"account#{CUSTOMER}", "balance": SEED_BALANCE_CENTS}],
+    }))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "saga_kit.cli.main", "serve", "--json", "--port", str(_free_port()),
-             "--aws-port", str(_free_port())],
+             "--aws-port", str(_free_port()), "--seed", str(seed_path)],
             cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
         deadline = time.monotonic() + SERVE_STARTUP_SECONDS
@@ -63,7 +71,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 pytest.fail(f"saga serve not ready after {SERVE_STARTUP_SECONDS}s")
             if info is None:
                 time.sleep(0.2)
-        yield info
+        assert info["seeded"] == {"InventoryTableName": 1, "PaymentsTableName": 1}
+        yield {**info, "seeded": {"stock": SEED_STOCK, "balance_cents": SEED_BALANCE_CENTS}}
     finally:
         process.terminate()
         try:
@@ -90,7 +99,7 @@ def sfn(served: dict[str, Any]) -> Any:
 def _executions(sfn: Any, served: dict[str, Any]) -> list[str]:
     names: list[str] = []
     for page in sfn.get_paginator("list_executions").paginate(
-            stateMachineArn=served["outputs"]["StateMachineArn"]):
+            stateMachineArn=served["sagas"][TYPE]["StateMachineArn"]):
         names.extend(e["name"] for e in page["executions"])
     return names
 
@@ -177,7 +186,7 @@ def test_the_same_key_with_another_body_is_422(api: SagaApiClient, sfn: Any,
     assert clash.status == 422
     assert "different body" in clash.body["message"]
     assert _executions(sfn, served).count(key) == 1
-    described = sfn.describe_execution(executionArn=f"{served['outputs']['StateMachineArn']}"
+    described = sfn.describe_execution(executionArn=f"{served['sagas'][TYPE]['StateMachineArn']}"
                                        .replace(":stateMachine:", ":execution:") + f":{key}")
     assert json.loads(described["input"])["quantity"] == 1
 
@@ -285,20 +294,27 @@ def test_cli_start_and_status_against_saga_serve(served: dict[str, Any]) -> None
     key = _key("cli")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
-    started = runner.invoke(cli_app, ["start", TYPE, "--input", json.dumps(order()),
+    started = runner.invoke(cli_app, ["start", "--saga", TYPE, "--input", json.dumps(order()),
                                       "--idempotency-key", key, "--api-url", served["api_url"]],
                             env=env)
     assert started.exit_code == 0, started.output
     assert json.loads(started.stdout)["saga_id"] == key
     deadline = time.monotonic() + 60
     while True:
-        shown = runner.invoke(cli_app, ["status", TYPE, key, "--api-url", served["api_url"]],
+        shown = runner.invoke(cli_app, ["status", key, "--saga", TYPE, "--api-url", served["api_url"]],
                               env=env)
         assert shown.exit_code == 0, shown.output
         if json.loads(shown.stdout)["status"] == "completed":
             break
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # Without --saga, the stack names it: read through saga serve's AWS endpoint.
+    by_stack = runner.invoke(cli_app, ["status", key, "--stack", served["stack"], "--endpoint-url",
+                                       served["endpoint_url"], "--api-url", served["api_url"]],
+                             env=env)
+    assert by_stack.exit_code == 0, by_stack.output
+    assert json.loads(by_stack.stdout)["saga_type"] == TYPE
+    # The older form, the saga as the first argument, still works.
     refused = runner.invoke(cli_app, ["start", TYPE, "--input", "{}", "--idempotency-key", key,
                                       "--api-url", served["api_url"]], env=env)
     assert refused.exit_code == 1

@@ -3,7 +3,9 @@
 * ``saga dlq list|redrive``, ``saga stuck``, ``saga start``, ``saga status`` act on one saga of
   one deployed stack: ``--stack`` (or ``$SAGA_STACK``) and ``--saga`` (may be left out when the
   stack holds one saga). The stack's outputs are read with one ``DescribeStacks`` call.
-* ``saga serve`` and ``saga demo`` run the reference app in the local cloud.
+* ``saga serve`` synthesizes a CDK app (``--app``, default ``app.py``) or takes a cloud assembly
+  (``--assembly``), deploys one of its stacks into the local cloud and serves its saga API.
+* ``saga demo`` runs the reference app's order saga in the local cloud, from a Saga Kit checkout.
 
 A name that does not exist (stack, saga, app stack) ends the command with exit status 2 and one
 line saying what does exist.
@@ -11,13 +13,16 @@ line saying what does exist.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # Node 20 is the kit's documented prerequisite; jsii's end-of-life banner for it is noise here.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -64,29 +69,50 @@ def _fail(message: str, code: int = EXIT_NOT_FOUND) -> NoReturn:
     raise typer.Exit(code=code)
 
 
+# -- saga demo: the reference app, from a checkout ------------------------------------------------
+
+
+def _reference_demo() -> ModuleType:
+    """The reference app's ``demo.scenarios``, imported from the current directory.
+
+    The demo belongs to the reference app, not to the kit, so it is found the way ``make demo``
+    runs it: from the root of a Saga Kit checkout.
+    """
+    root = Path.cwd()
+    if not (root / "demo" / "scenarios.py").is_file():
+        _fail(f"saga demo runs the reference app's demo/scenarios.py, which is not in {root}: "
+              "run it from the root of a Saga Kit checkout (make demo)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("demo.scenarios")
+
+
 @app.command()
 def demo(
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
 ) -> None:
-    """Run the order saga in the local cloud: happy path and a failure at each step."""
-    from demo.scenarios import SCENARIOS, run_demo
+    """Run the reference app's order saga in the local cloud (from a Saga Kit checkout).
+
+    The happy path and a failure at each step, then the participants' books are checked.
+    """
     from saga_kit.cli.emulator_log import emulator_notes_to_log
 
+    scenarios = _reference_demo()
     if not verbose:
         _quiet_handlers()
     console = Console(stderr=json_output)
     with emulator_notes_to_log() as notes, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("starting", total=len(SCENARIOS))
+        task = progress.add_task("starting", total=len(scenarios.SCENARIOS))
 
         def on_progress(message: str) -> None:
             if message.startswith("finished"):
                 progress.advance(task)
             progress.update(task, description=message)
 
-        report = run_demo(on_progress)
+        report = scenarios.run_demo(on_progress)
     if notes.summary():
         Console(stderr=True).print(f"[dim]{notes.summary()}[/dim]")
 
@@ -98,10 +124,7 @@ def demo(
         raise typer.Exit(code=1)
 
 
-def _print_report(console: Console, report: object) -> None:
-    from demo.scenarios import DemoReport
-
-    assert isinstance(report, DemoReport)
+def _print_report(console: Console, report: Any) -> None:
     def short(steps: list[str]) -> str:
         return " → ".join(step.split("_")[0] for step in steps) or "-"
 
@@ -340,56 +363,87 @@ def dlq_redrive(
 
 # -- saga serve ---------------------------------------------------------------------------------
 
+APP_OPTION = typer.Option(
+    Path("app.py"), "--app",
+    help="The CDK app to serve: a Python file, synthesized as the cdk CLI does (python APP "
+         "with CDK_OUTDIR set, cdk.json's context applied).")
+ASSEMBLY_OPTION = typer.Option(
+    None, "--assembly", help="Serve this synthesized cloud assembly (a cdk.out directory) "
+                             "instead of synthesizing --app.")
+SEED_OPTION = typer.Option(
+    None, "--seed", help='A JSON file of items to put into the stack\'s tables before '
+                         'serving: {"<stack output naming the table>": <list of items>}.')
+
 
 @app.command()
 def serve(
+    app_file: Path = APP_OPTION,
+    assembly: Path | None = ASSEMBLY_OPTION,
+    stack: str | None = typer.Option(
+        None, "--stack", help="The stack to serve (default: the app's only stack)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="Port of the saga API."),
     aws_port: int = typer.Option(5000, "--aws-port",
-                                 help="Port of the moto endpoint for boto3 / the AWS CLI."),
+                                 help="Port of the moto endpoint for boto3 / the AWS CLI "
+                                      "(0: none)."),
     real_retry_delays: bool = typer.Option(
         False, "--real-retry-delays", help="Wait out Step Functions retry backoff for real."),
-    seed: bool = typer.Option(True, "--seed/--no-seed",
-                              help="Give the demo participants stock and money."),
+    seed: Path | None = SEED_OPTION,
     json_output: bool = typer.Option(False, "--json", help="Print the ready line as JSON."),
     verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
 ) -> None:
-    """Serve the local cloud: the saga API over HTTP, plus a moto endpoint for boto3."""
-    from saga_kit.cli.serve import announce_json
+    """Serve a CDK app's stack in the local cloud: its saga API, plus a moto endpoint.
+
+    The API answers as the deployed one does; point boto3 or the AWS CLI at the moto endpoint
+    to look at the tables, queues and executions. Ctrl-C stops it.
+    """
+    from saga_kit.cli.emulator_log import emulator_notes_to_log
+    from saga_kit.cli.serve import ServeError, SynthError, announce_json
     from saga_kit.cli.serve import serve as run_server
+    from saga_kit.local_cloud.errors import LocalCloudError
 
     if not verbose:
         _quiet_handlers()
+    progress = Console(stderr=True)
 
-    def announce(info: dict) -> None:
+    def announce(info: dict[str, Any]) -> None:
         if json_output:
             announce_json(info)
             return
         console = Console()
-        console.print(f"[green]saga API[/green]      {info['api_url']}  (POST /sagas/<type>, "
-                      "GET /sagas/<type>/<id>)")
+        console.print(f"[green]saga API[/green]      {info['api_url']}  (POST /sagas/<saga>, "
+                      "GET /sagas/<saga>/<id>)")
         if info["endpoint_url"]:
             console.print(f"[green]AWS endpoint[/green]  {info['endpoint_url']}  (boto3 "
                           "endpoint_url / aws --endpoint-url, region "
                           f"{info['region']}, any credentials)")
+        console.print(f"stack {info['stack']}, sagas: {', '.join(info['sagas']) or 'none'}")
         if info["seeded"]:
-            seeded = info["seeded"]
-            console.print(f"seeded: {seeded['stock']} x {seeded['sku']}, "
-                          f"{seeded['customer_id']} with {seeded['balance_cents']} cents")
-        console.print(f"try: saga start order_fulfillment --api-url {info['api_url']} "
-                      "--idempotency-key order-1 --input @order.json   (Ctrl-C stops)")
-
-    from saga_kit.cli.emulator_log import emulator_notes_to_log
+            console.print("seeded: " + ", ".join(f"{count} item(s) into {output}"
+                                                  for output, count in info["seeded"].items()))
+        first = next(iter(info["sagas"]), "<saga>")
+        console.print(f"try: saga start --saga {first} --api-url {info['api_url']} "
+                      "--idempotency-key key-1 --input @input.json   (Ctrl-C stops)")
 
     with emulator_notes_to_log() as notes:
-        def announce_with_summary(info: dict) -> None:
+        def announce_with_summary(info: dict[str, Any]) -> None:
             if notes.summary() and not json_output:
                 Console().print(f"[dim]{notes.summary()}[/dim]")
             announce(info)
 
-        run_server(host=host, api_port=port, aws_port=aws_port or None,
-                   instant_retries=not real_retry_delays, seed=seed,
-                   announce=announce_with_summary)
+        try:
+            run_server(app=app_file, assembly=assembly, stack=stack, host=host, api_port=port,
+                       aws_port=aws_port or None, instant_retries=not real_retry_delays,
+                       seed=seed, announce=announce_with_summary,
+                       on_progress=lambda message: progress.print(f"[dim]{message}…[/dim]"))
+        except SynthError as error:
+            _fail(str(error), code=1)
+        except ServeError as error:
+            _fail(str(error))
+        except LocalCloudError as error:
+            _fail(f"the local cloud could not deploy the stack: {error}", code=1)
+        except OSError as error:
+            _fail(f"cannot listen on {host}: {error}", code=1)
 
 
 # -- saga start / status: through the saga API ----------------------------------------------------
