@@ -213,7 +213,7 @@ def _call(indent: int, call: str, args: list[str]) -> str:
     return f"{pad}{call}(\n{inner}{pad})"
 
 
-def _step_declaration(saga: SagaPlan, step: StepPlan) -> str:
+def _step_declaration(step: StepPlan) -> str:
     lines = [f'        Step(\n            "{step.name}",']
     if step.kind == PIVOT:
         lines.append("            kind=StepKind.PIVOT,")
@@ -250,7 +250,7 @@ def _stack(saga: SagaPlan) -> str:
         step_sentence=_step_sentence(saga),
         description=_description(saga),
         cdk_import=_import("saga_kit.cdk", cdk_names),
-        steps="\n".join(_step_declaration(saga, step) for step in saga.steps),
+        steps="\n".join(_step_declaration(step) for step in saga.steps),
         tables="\n".join(
             _call(8, f"{step.name}_table = durable_table",
                   ["self", f'"{_pascal(step.name)}Table"', 'partition_key="pk"'])
