@@ -65,6 +65,8 @@ class ExecutionStatusEvents(Construct):
             description=f"Saga {name}: records how each execution ended in the saga store",
         )
         store.grant_update(self.function)
+        # A redriven execution's saga is reopened from what its item says (store.reopen).
+        store.grant_get(self.function)
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",

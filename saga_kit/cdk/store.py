@@ -52,6 +52,12 @@ class SagaStore(Construct):
         iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:UpdateItem"],
                                    resource_arns=[self.table.table_arn])
 
+    def grant_get(self, grantee: iam.IGrantable) -> None:
+        """Lets ``grantee`` read one saga item by key (the status-event function reads what an
+        execution left before reopening it)."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:GetItem"],
+                                   resource_arns=[self.table.table_arn])
+
     def grant_read(self, grantee: iam.IGrantable) -> None:
         """Lets ``grantee`` read saga items and query the status index."""
         iam.Grant.add_to_principal(

@@ -235,14 +235,15 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
     persistence: dict[str, DynamoDBPersistenceLayer] = {}
 
     def persistence_layer() -> DynamoDBPersistenceLayer:
-        # Built on first use, not at import: the table name comes from the function's environment.
+        # Built on first use, not at import: the table name comes from the function's
+        # environment. Kept per table: two sagas sharing handler code (one process in the local
+        # cloud) must each write their own saga's table.
+        table = os.environ[Env.IDEMPOTENCY_TABLE]
         with lock:
-            if "layer" not in persistence:
-                persistence["layer"] = DynamoDBPersistenceLayer(
-                    table_name=os.environ[Env.IDEMPOTENCY_TABLE],
-                    boto3_client=dynamodb_client(),
-                )
-            return persistence["layer"]
+            if table not in persistence:
+                persistence[table] = DynamoDBPersistenceLayer(
+                    table_name=table, boto3_client=dynamodb_client())
+            return persistence[table]
 
     def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
         ctx.executed = True
