@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -38,8 +39,6 @@ def test_every_scenario_ends_as_expected_and_nothing_leaks(report: DemoReport) -
 
 def test_cli_prints_json_and_tables(report: DemoReport, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo_module, "run_demo", lambda on_progress=None: report)
-    # The demo quiets handler logs process-wide; keep this test session's environment as it is.
-    monkeypatch.setattr(cli_main, "_quiet_handlers", lambda: None)
     runner = CliRunner()
     as_json = runner.invoke(cli_main.app, ["demo", "--json"])
     assert as_json.exit_code == 0, as_json.output
@@ -53,6 +52,9 @@ def test_cli_prints_json_and_tables(report: DemoReport, monkeypatch: pytest.Monk
     assert as_tables.exit_code == 0, as_tables.output
     assert "consistent: every saga ended as expected and nothing leaked" in as_tables.output
     assert "compensated" in as_tables.output
+    # The demo quiets the handlers while it runs and gives the process its environment back.
+    assert "POWERTOOLS_METRICS_DISABLED" not in os.environ
+    assert os.environ.get("POWERTOOLS_LOG_LEVEL") == "WARNING"
 
 
 def test_cli_exits_non_zero_when_inconsistent(report: DemoReport,
@@ -60,7 +62,6 @@ def test_cli_exits_non_zero_when_inconsistent(report: DemoReport,
     broken = DemoReport(report.runs, {**report.books, "money_total": -1},
                         report.expected_books, report.seconds)
     monkeypatch.setattr(demo_module, "run_demo", lambda on_progress=None: broken)
-    monkeypatch.setattr(cli_main, "_quiet_handlers", lambda: None)
     result = CliRunner().invoke(cli_main.app, ["demo"])
     assert result.exit_code == 1
     assert "INCONSISTENT" in result.output

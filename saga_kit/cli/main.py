@@ -56,11 +56,21 @@ def _root() -> None:
     """Saga Kit command line. Operator commands take --stack (or $SAGA_STACK) and --saga."""
 
 
-def _quiet_handlers() -> None:
+def _quiet_handlers(ctx: typer.Context) -> None:
     # The handlers log and print EMF metrics to stdout, as they do in Lambda; in a terminal demo
     # that would bury the table. Tests and --verbose keep them.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    quiet = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
+    added = [name for name in quiet if name not in os.environ]
+    for name in added:
+        os.environ[name] = quiet[name]
+
+    def restore() -> None:
+        for name in added:
+            os.environ.pop(name, None)
+
+    # Undone when the command ends: a command run in-process (a test, an embedding tool) must
+    # leave the process's handlers logging and counting as before.
+    ctx.call_on_close(restore)
 
 
 def _fail(message: str, code: int = EXIT_NOT_FOUND) -> NoReturn:
@@ -89,6 +99,7 @@ def _reference_demo() -> ModuleType:
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
 ) -> None:
@@ -100,7 +111,7 @@ def demo(
 
     scenarios = _reference_demo()
     if not verbose:
-        _quiet_handlers()
+        _quiet_handlers(ctx)
     console = Console(stderr=json_output)
     with emulator_notes_to_log() as notes, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -377,6 +388,7 @@ SEED_OPTION = typer.Option(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     app_file: Path = APP_OPTION,
     assembly: Path | None = ASSEMBLY_OPTION,
     stack: str | None = typer.Option(
@@ -403,7 +415,7 @@ def serve(
     from saga_kit.local_cloud.errors import LocalCloudError
 
     if not verbose:
-        _quiet_handlers()
+        _quiet_handlers(ctx)
     progress = Console(stderr=True)
 
     def announce(info: dict[str, Any]) -> None:
