@@ -16,8 +16,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/saga demo
 
+# The 500-saga soak takes as long as the rest of the suite: it runs in a second pytest process,
+# beside the rest, so the two cores share the work (plain `pytest` still runs everything).
+SOAK := tests/test_soak.py
+SOAK_LOG := $(VENV)/soak.log
+
 test: $(STAMP) lint
-	$(PY) -m pytest
+	@$(PY) -m pytest -q -p no:cacheprovider $(SOAK) >$(SOAK_LOG) 2>&1 & soak=$$!; \
+	$(PY) -m pytest --ignore=$(SOAK); rest=$$?; \
+	wait $$soak; soak_rc=$$?; \
+	echo "--- $(SOAK) (second process) ---"; grep -v "^b'" $(SOAK_LOG) | tail -n 40; \
+	test $$rest -eq 0 -a $$soak_rc -eq 0
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
