@@ -34,6 +34,8 @@ __all__ = [
     "RESERVED_STATE_KEYS",
     "RUNNING",
     "STATUSES",
+    "STATUS_CHANGE_DETAIL_TYPE",
+    "STATUS_INDEX",
     "TERMINAL_STATUSES",
     "UNEXPECTED_ENDING_METRIC",
     "Env",
@@ -91,6 +93,12 @@ ALLOWED_FROM: Final[dict[str, tuple[str, ...]]] = {
 }
 #: Where a redriven execution (Step Functions ``RedriveExecution``) takes a failed saga back to.
 REOPENED_FROM: Final = FAILED
+
+#: The saga store's index by status (partition ``status``), which ``saga stuck`` queries.
+STATUS_INDEX: Final = "by_status"
+#: EventBridge detail type of Step Functions' execution status events, which keep the store's
+#: endings current.
+STATUS_CHANGE_DETAIL_TYPE: Final = "Step Functions Execution Status Change"
 
 # -- the state a saga execution carries ------------------------------------------------------
 

@@ -24,7 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from saga_kit.cdk.alarms import threshold_alarm
-from saga_kit.contract import UNEXPECTED_ENDING_METRIC, Env
+from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Env
 
 if TYPE_CHECKING:
     from saga_kit.cdk.functions import SagaKitRuntime
@@ -115,7 +115,7 @@ class ExecutionStatusEvents(Construct):
         return events.Rule(
             self, construct_id, description=description,
             event_pattern=events.EventPattern(
-                source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                source=["aws.states"], detail_type=[STATUS_CHANGE_DETAIL_TYPE],
                 detail=detail),
             targets=[targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letter_queue,
                                             retry_attempts=8, max_event_age=Duration.hours(24))],

@@ -18,13 +18,12 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from saga_kit.cdk.tables import durable_table
+from saga_kit.contract import STATUS_INDEX
 
 #: Condition every status write carries; its values are ``:completed``, ``:compensated``, ``:failed``.
 NOT_TERMINAL_CONDITION = (
     "attribute_not_exists(#status) OR NOT (#status IN (:completed, :compensated, :failed))"
 )
-#: The global secondary index on (status, updated_at).
-STATUS_INDEX = "by_status"
 #: Attributes the index carries besides the keys: enough to list stuck sagas without a GetItem.
 STATUS_INDEX_ATTRIBUTES = ["current_step", "current_phase", "execution_arn", "created_at"]
 

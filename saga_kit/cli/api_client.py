@@ -19,6 +19,8 @@ import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
+from saga_kit.contract import IDEMPOTENCY_HEADER
+
 DEFAULT_TIMEOUT_SECONDS = 60
 
 
@@ -99,7 +101,7 @@ class SagaApiClient:
               idempotency_key: str | None = None) -> ApiAnswer:
         """Starts a saga; a JSON string is sent as it is (handy to test bad bodies)."""
         body = saga_input if isinstance(saga_input, str) else json.dumps(saga_input)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key is not None else {}
         return self._send("POST", f"/sagas/{saga_type}", body, headers)
 
     def status(self, saga_type: str, saga_id: str) -> ApiAnswer:

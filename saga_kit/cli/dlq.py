@@ -14,6 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from saga_kit.contract import MESSAGE_KIND
+
 #: How long listed messages stay hidden while the listing pages through the queue.
 _PEEK_VISIBILITY_SECONDS = 30
 
@@ -88,7 +90,7 @@ def _view(message: dict[str, Any], now: float, retention_seconds: float) -> Park
         cause=failure.get("cause"),
         parked_at=str(parked_at) if parked_at else None,
         parked_age_seconds=parked_age,
-        malformed=None if body.get("kind") == "saga_kit.parked_compensation" else
+        malformed=None if body.get("kind") == MESSAGE_KIND else
         f"unexpected kind {body.get('kind')!r}",
         **base,
     )

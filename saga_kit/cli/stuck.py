@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-STATUS_INDEX = "by_status"
+from saga_kit.contract import STATUS_INDEX
 
 
 def find_stuck(dynamodb: Any, table: str, *, status: str = "compensating",

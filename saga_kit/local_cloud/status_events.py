@@ -23,11 +23,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE
 from saga_kit.local_cloud._patching import patched
 
 logger = logging.getLogger(__name__)
 
-DETAIL_TYPE = "Step Functions Execution Status Change"
+DETAIL_TYPE = STATUS_CHANGE_DETAIL_TYPE
 #: AWS retries an asynchronous Lambda target up to 185 times; a test needs far fewer.
 DEFAULT_RETRY_ATTEMPTS = 2
 

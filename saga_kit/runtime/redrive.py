@@ -37,6 +37,7 @@ from saga_kit.contract import (
     DEFAULT_PARKED_DEADLINE_SECONDS,
     MESSAGE_KIND,
     MESSAGE_VERSIONS,
+    METRICS_NAMESPACE,
     PAST_DEADLINE_METRIC,
     Env,
 )
@@ -263,7 +264,7 @@ def _check_deadline(parked: ParkedCompensation, now: float,
     logger.error("parked saga refused: past its deadline; finish it by hand",
                  extra={"parked_at": parked.parked_at.isoformat() if parked.parked_at else None,
                         "remaining": parked.remaining, "records": records})
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SagaKit"))
+    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
     metrics.add_dimension(name="SagaType", value=parked.saga_type)
     metrics.add_metric(name=PAST_DEADLINE_METRIC, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()

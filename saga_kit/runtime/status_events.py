@@ -28,14 +28,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
-from saga_kit.contract import UNEXPECTED_ENDING_METRIC, Env
+from saga_kit.contract import METRICS_NAMESPACE, STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Env
 from saga_kit.runtime import store
 from saga_kit.runtime.step import dynamodb_client
 from saga_kit.runtime.version import check_kit_version
 
 logger = Logger()
 
-DETAIL_TYPE = "Step Functions Execution Status Change"
+DETAIL_TYPE = STATUS_CHANGE_DETAIL_TYPE
 
 
 class UnreadableStatusEvent(ValueError):
@@ -99,7 +99,7 @@ def _count_unexpected(saga_type: str, saga_id: str, status: str, error: str) -> 
     # alarm's reader finds them.
     logger.error("saga ended unexpectedly", extra={"saga_id": saga_id, "execution_status": status,
                                                    "error": error})
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SagaKit"))
+    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
     metrics.add_dimension(name="SagaType", value=saga_type)
     metrics.add_metric(name=UNEXPECTED_ENDING_METRIC, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()

@@ -45,6 +45,7 @@ from botocore.exceptions import (
 from saga_kit.contract import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
+    METRICS_NAMESPACE,
     PHASES,
     RESERVED_STATE_KEYS,
     Env,
@@ -296,7 +297,7 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             phase=ctx.phase,
         )
         metrics = EphemeralMetrics(
-            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SagaKit")
+            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
         )
         metrics.add_dimension(name="SagaType", value=ctx.saga_type)
         metrics.add_dimension(name="Step", value=ctx.step)
