@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from saga_kit.cli.executions import new_saga_id
+from saga_kit.cli import new_saga_id
 
 SKU = "sku-widget"
 CUSTOMER = "customer-1"

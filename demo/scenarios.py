@@ -23,8 +23,15 @@ from demo.order_demo import (
     OrderTables,
     order_input,
 )
-from saga_kit.cli.dlq import list_parked, redrive
-from saga_kit.cli.executions import SagaOutcome, outcome, start_saga, stored_status, wait_for_execution
+from saga_kit.cli import (
+    SagaOutcome,
+    list_parked,
+    outcome,
+    redrive,
+    start_saga,
+    stored_status,
+    wait_for_execution,
+)
 
 INITIAL_STOCK = 100
 INITIAL_BALANCE_CENTS = 1_000_000

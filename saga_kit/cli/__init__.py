@@ -1,1 +1,41 @@
-"""The ``saga`` command line: demo, and the tools to start and inspect sagas."""
+"""The ``saga`` command line (``saga_kit.cli.main``) and the operator functions behind it, for
+scripts and tests that drive deployed sagas with boto3 clients.
+
+Example::
+
+    from saga_kit.cli import outcome, start_saga, wait_for_execution
+
+    saga_id, arn = start_saga(sfn, state_machine_arn, {"order_id": "42"})
+    wait_for_execution(sfn, arn)
+    print(outcome(sfn, arn).status)        # "completed", "compensated", "parked", ...
+
+Importing this package does not import the CDK, the local cloud or the command line itself.
+"""
+
+from saga_kit.cli.dlq import ParkedView, RedriveError, list_parked, peek, redrive
+from saga_kit.cli.executions import (
+    SagaOutcome,
+    history,
+    new_saga_id,
+    outcome,
+    start_saga,
+    stored_status,
+    wait_for_execution,
+)
+from saga_kit.cli.stuck import find_stuck
+
+__all__ = [
+    "ParkedView",
+    "RedriveError",
+    "SagaOutcome",
+    "find_stuck",
+    "history",
+    "list_parked",
+    "new_saga_id",
+    "outcome",
+    "peek",
+    "redrive",
+    "start_saga",
+    "stored_status",
+    "wait_for_execution",
+]
