@@ -21,11 +21,13 @@ from stacks.app_factory import ORDER_STACK_NAME, build_app
 def assembly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cloud assembly of the real app plus the suite's own stacks, synthesized once, cdk-nag
     included (findings would raise here)."""
+    from tests.stacks.grant_mistake import GrantMistakeStack
     from tests.stacks.reserve_and_charge import ReserveAndChargeStack
 
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = build_app(outdir)
     ReserveAndChargeStack(app)
+    GrantMistakeStack(app)
     app.synth()
     return outdir
 
