@@ -7,11 +7,12 @@ three steps on their own tables, with ``charge_payment``'s payments table grante
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
-from saga_kit.cdk import Saga, SagaDefinition, durable_table
+from saga_kit.cdk import Saga, SagaDefinition
 from stacks.order_fulfillment import LAMBDAS_DIR, ORDER_FULFILLMENT, lambda_code
+from tests.stacks.reserve_and_charge import order_participant_tables
 
 STACK_NAME = "SagaKitTestGrantMistake"
 STEPS = ("reserve_inventory", "charge_payment", "create_shipment")
@@ -28,10 +29,7 @@ class GrantMistakeStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str = STACK_NAME, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        tables = {name: durable_table(self, name.title().replace("_", ""), partition_key="pk",
-                                      removal_policy=RemovalPolicy.DESTROY)
-                  for name in ("INVENTORY_TABLE", "PAYMENTS_TABLE", "SHIPMENTS_TABLE",
-                               "CONFIRMATIONS_TABLE", "FAULT_TABLE")}
+        tables = order_participant_tables(self)
         self.saga = Saga(self, "ReserveChargeShip", definition=RESERVE_CHARGE_SHIP,
                          code=lambda_code(), handlers_dir=LAMBDAS_DIR,
                          environment={n: t.table_name for n, t in tables.items()},
@@ -43,5 +41,3 @@ class GrantMistakeStack(Stack):
             self.saga.grant(step, tables["FAULT_TABLE"].grant_read_write_data)
         # The mistake: the action only.
         tables["PAYMENTS_TABLE"].grant_read_write_data(self.saga.step_functions("charge_payment")[0])
-        for name, table in tables.items():
-            CfnOutput(self, f"{name.title().replace('_', '')}Name", value=table.table_name)
