@@ -40,6 +40,7 @@ __all__ = [
     "UNEXPECTED_ENDING_METRIC",
     "Env",
     "output_key",
+    "pascal_name",
     "saga_outputs",
 ]
 
@@ -155,7 +156,9 @@ OUTPUT_KEYS: Final = (
 )
 
 
-def _pascal(name: str) -> str:
+def pascal_name(name: str) -> str:
+    """A saga or step name as construct ids and output keys spell it:
+    ``pascal_name("order_fulfillment")`` is ``OrderFulfillment``."""
     return "".join(part.capitalize() for part in name.split("_"))
 
 
@@ -165,7 +168,7 @@ def output_key(saga_name: str, name: str) -> str:
     """
     if name not in OUTPUT_KEYS:
         raise ValueError(f"{name!r} is not one of {', '.join(OUTPUT_KEYS)}")
-    return f"{_pascal(saga_name)}{name}"
+    return f"{pascal_name(saga_name)}{name}"
 
 
 def saga_outputs(stack_outputs: Mapping[str, str], saga_name: str | None = None) -> dict[str, str]:
@@ -183,7 +186,7 @@ def saga_outputs(stack_outputs: Mapping[str, str], saga_name: str | None = None)
             raise LookupError(f"the stack holds {len(prefixes)} sagas ({found}); name one")
         prefix = prefixes[0]
     else:
-        prefix = _pascal(saga_name)
+        prefix = pascal_name(saga_name)
         if prefix not in prefixes:
             found = ", ".join(prefixes) or "none"
             raise LookupError(f"the stack has no saga '{saga_name}' (no output {prefix}{marker}); "

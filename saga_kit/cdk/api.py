@@ -27,10 +27,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from saga_kit.cdk.construct import Saga, _pascal
+from saga_kit.cdk.construct import Saga
 from saga_kit.cdk.functions import SagaKitRuntime
 from saga_kit.cdk.input_schema import request_model_schema
-from saga_kit.contract import DEFAULT_MAX_BODY_BYTES, IDEMPOTENCY_HEADER, Env
+from saga_kit.contract import DEFAULT_MAX_BODY_BYTES, IDEMPOTENCY_HEADER, Env, pascal_name
 
 #: How gateway-side refusals read: the same ``{"message": ...}`` shape the handler answers with.
 GATEWAY_RESPONSES = {
@@ -178,10 +178,10 @@ class SagaApi(Construct):
         for saga in sagas:
             name = saga.definition.name
             model = apigw.CfnModel(
-                self, f"{_pascal(name)}InputModel",
+                self, f"{pascal_name(name)}InputModel",
                 rest_api_id=self.api.rest_api_id,
                 content_type="application/json",
-                name=f"{_pascal(name)}Input",
+                name=f"{pascal_name(name)}Input",
                 description=f"The input of a {name} saga",
                 schema=request_model_schema(saga.definition, handlers_dir),
             )
@@ -191,7 +191,7 @@ class SagaApi(Construct):
                 request_validator=self.validator,
                 request_parameters=key_param,
                 request_models={"application/json": apigw.Model.from_model_name(
-                    self, f"{_pascal(name)}InputModelRef", model.ref)},
+                    self, f"{pascal_name(name)}InputModelRef", model.ref)},
             ).node.add_dependency(model)
             typed.add_resource("{saga_id}").add_method("GET", integration)
         # Every other saga type: the handler answers 404 naming the known ones.

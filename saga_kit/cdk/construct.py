@@ -55,11 +55,7 @@ from saga_kit.cdk.parking import CompensationParking
 from saga_kit.cdk.status_events import ExecutionStatusEvents
 from saga_kit.cdk.store import SagaStore
 from saga_kit.cdk.tables import durable_table
-from saga_kit.contract import METRICS_NAMESPACE, Env, output_key
-
-
-def _pascal(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
+from saga_kit.contract import METRICS_NAMESPACE, Env, output_key, pascal_name
 
 
 class Saga(Construct):
@@ -108,7 +104,6 @@ class Saga(Construct):
                 raise SagaDeclarationError(f"saga '{definition.name}' is not valid:\n{listing}")
         #: The stack's Saga Kit runtime: layers, kit code, version stamp (shared by its sagas).
         self.kit = SagaKitRuntime.of(self)
-        self.lambda_runtime = self.kit.lambda_runtime
         self.definition = definition
         #: The CloudWatch namespace of the saga's EMF metrics.
         self.metrics_namespace = METRICS_NAMESPACE
@@ -284,7 +279,7 @@ class Saga(Construct):
     def _function(self, step: Step, phase: str, handler: str, code: lambda_.Code
                   ) -> lambda_.Function:
         suffix = "Action" if phase == "action" else "Compensation"
-        construct_id = f"{_pascal(step.name)}{suffix}"
+        construct_id = f"{pascal_name(step.name)}{suffix}"
         function = self.kit.function(
             self,
             construct_id,

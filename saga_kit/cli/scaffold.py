@@ -23,7 +23,7 @@ from string import Template
 
 import typer
 
-from saga_kit.contract import Env
+from saga_kit.contract import Env, pascal_name
 
 #: The longest line ``saga new`` writes (the kit's own ruff line length).
 LINE_LENGTH = 110
@@ -73,7 +73,7 @@ class SagaPlan:
     @property
     def pascal(self) -> str:
         """``loan_disbursement`` -> ``LoanDisbursement`` (the construct and stack ids)."""
-        return _pascal(self.name)
+        return pascal_name(self.name)
 
     @property
     def constant(self) -> str:
@@ -99,9 +99,6 @@ class SagaPlan:
         """The dotted handler path of one of the step's functions, as Lambda imports it."""
         return f"{self.name}.{step.name}.{function}"
 
-
-def _pascal(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _names(value: str | None, option: str) -> list[str]:
@@ -253,7 +250,7 @@ def _stack(saga: SagaPlan) -> str:
         steps="\n".join(_step_declaration(step) for step in saga.steps),
         tables="\n".join(
             _call(8, f"{step.name}_table = durable_table",
-                  ["self", f'"{_pascal(step.name)}Table"', 'partition_key="pk"'])
+                  ["self", f'"{pascal_name(step.name)}Table"', 'partition_key="pk"'])
             for step in saga.steps),
         participants="\n".join(f'            "{step.name}": {step.name}_table,'
                                for step in saga.steps),

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from saga_kit.contract import saga_outputs
+from saga_kit.contract import pascal_name, saga_outputs
 
 #: The output every saga publishes; its key's prefix is the saga's name in PascalCase.
 _MARKER = "StateMachineArn"
@@ -65,7 +65,7 @@ class StackSagas:
             if described:
                 name = described.group(1)
             else:
-                routed = [r for r in routes if _pascal(r) == prefix]
+                routed = [r for r in routes if pascal_name(r) == prefix]
                 name = routed[0] if routed else _CAMEL_BOUNDARY.sub("_", prefix).lower()
             sagas[name] = prefix
         return cls(stack=stack, outputs=dict(outputs), sagas=dict(sorted(sagas.items())))
@@ -127,9 +127,6 @@ def read_stack(cloudformation: Any, stack: str) -> StackSagas:
     descriptions = {o["OutputKey"]: o.get("Description", "") for o in described.get("Outputs", [])}
     return StackSagas.from_outputs(described.get("StackName", stack), outputs, descriptions)
 
-
-def _pascal(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _api_routes(outputs: Mapping[str, str]) -> list[str]:
