@@ -63,11 +63,26 @@ class Env:
     MAX_INPUT_BYTES: Final = "SAGA_MAX_INPUT_BYTES"
     PARKED_DEADLINE_SECONDS: Final = "SAGA_PARKED_DEADLINE_SECONDS"
     COMPENSATION_FUNCTIONS: Final = "SAGA_COMPENSATION_FUNCTIONS"
-    COMPENSATION_ORDER: Final = "SAGA_COMPENSATION_ORDER"
+    #: JSON: for each step with a compensation, the compensations a parked message must list
+    #: when that one failed, in order (``SagaDefinition.undo_plan``).
+    COMPENSATION_PLANS: Final = "SAGA_COMPENSATION_PLANS"
+    #: Callback workers: the declared heartbeat (absent without one) and the task's timeout.
+    CALLBACK_HEARTBEAT_SECONDS: Final = "SAGA_CALLBACK_HEARTBEAT_SECONDS"
+    TASK_TIMEOUT_SECONDS: Final = "SAGA_TASK_TIMEOUT_SECONDS"
     COMPENSATION_TIMEOUT: Final = "SAGA_COMPENSATION_TIMEOUT"
     API_ROUTES: Final = "SAGA_API_ROUTES"
     API_MAX_BODY_BYTES: Final = "SAGA_API_MAX_BODY_BYTES"
     API_REQUIRE_IDEMPOTENCY_KEY: Final = "SAGA_API_REQUIRE_IDEMPOTENCY_KEY"
+
+
+#: The error a branch of a parallel group ends with when one of its steps failed; its cause is
+#: the failure record ``{"step", "error", "cause"}`` as JSON.
+GROUP_STEP_FAILED_ERROR: Final = "SagaStepFailed"
+#: The error a branch of a group's compensation ends with when a compensation gave up; its cause
+#: is the compensation failure record as JSON.
+GROUP_COMPENSATION_FAILED_ERROR: Final = "CompensationFailed"
+#: The field of a callback command that carries Step Functions' task token.
+TASK_TOKEN_FIELD: Final = "task_token"
 
 
 # -- the saga store: statuses and the moves between them ---------------------------------------

@@ -19,11 +19,14 @@ from saga_kit.cdk.construct import Saga
 from saga_kit.cdk.declaration import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_FORWARD_RETRY,
+    Callback,
+    ParallelGroup,
     RetryPolicy,
     SagaDeclarationError,
     SagaDefinition,
     Step,
     StepKind,
+    WorkflowType,
 )
 from saga_kit.cdk.functions import SagaKitRuntime
 from saga_kit.cdk.nag import acknowledge, enable_cdk_nag
@@ -33,6 +36,8 @@ __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_FORWARD_RETRY",
     "ApiAuthorization",
+    "Callback",
+    "ParallelGroup",
     "RetryPolicy",
     "Saga",
     "SagaApi",
@@ -41,6 +46,7 @@ __all__ = [
     "SagaKitRuntime",
     "Step",
     "StepKind",
+    "WorkflowType",
     "acknowledge",
     "durable_table",
     "enable_cdk_nag",

@@ -42,12 +42,16 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from saga_kit.cdk.callbacks import CallbackQueue
 from saga_kit.cdk.declaration import (
+    SQS_SERVICE_ERRORS,
+    ParallelGroup,
     RetryPolicy,
     SagaDeclarationError,
     SagaDefinition,
     Step,
     StepKind,
+    WorkflowType,
     missing_handlers,
 )
 from saga_kit.cdk.functions import SagaKitRuntime
@@ -55,7 +59,15 @@ from saga_kit.cdk.parking import CompensationParking
 from saga_kit.cdk.status_events import ExecutionStatusEvents
 from saga_kit.cdk.store import SagaStore
 from saga_kit.cdk.tables import durable_table
-from saga_kit.contract import METRICS_NAMESPACE, Env, output_key, pascal_name
+from saga_kit.contract import (
+    GROUP_COMPENSATION_FAILED_ERROR,
+    GROUP_STEP_FAILED_ERROR,
+    METRICS_NAMESPACE,
+    TASK_TOKEN_FIELD,
+    Env,
+    output_key,
+    pascal_name,
+)
 
 
 class Saga(Construct):
@@ -127,11 +139,21 @@ class Saga(Construct):
         self._environment[Env.STORE_TABLE] = self.store.table.table_name
         self.action_functions: dict[str, lambda_.Function] = {}
         self.compensation_functions: dict[str, lambda_.Function] = {}
+        #: The command queue of each callback phase, by (step, phase).
+        self.callback_queues: dict[tuple[str, str], CallbackQueue] = {}
         for step in definition.steps:
             self.action_functions[step.name] = self._function(step, "action", step.action, code)
             if step.compensation:
                 self.compensation_functions[step.name] = self._function(
                     step, "compensation", step.compensation, code)
+            for phase, functions in (("action", self.action_functions),
+                                     ("compensation", self.compensation_functions)):
+                if step.is_callback(phase) and step.callback is not None:
+                    self.callback_queues[(step.name, phase)] = CallbackQueue(
+                        self, f"{pascal_name(step.name)}{phase.capitalize()}Commands",
+                        saga_name=definition.name, step_name=step.name, phase=phase,
+                        worker=functions[step.name], callback=step.callback,
+                        alarm_topic=alarm_topic)
 
         self.parking = CompensationParking(
             self, "Parking", definition=definition, kit=self.kit, store=self.store,
@@ -152,7 +174,9 @@ class Saga(Construct):
             self,
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            state_machine_type=(sfn.StateMachineType.EXPRESS
+                                if definition.workflow is WorkflowType.EXPRESS
+                                else sfn.StateMachineType.STANDARD),
             query_language=sfn.QueryLanguage.JSON_PATH,
             tracing_enabled=True,
             logs=sfn.LogOptions(
@@ -160,6 +184,11 @@ class Saga(Construct):
             ),
             comment=definition.description or f"Saga {definition.name}",
         )
+        for (step_name, phase) in self.callback_queues:
+            functions = (self.action_functions if phase == "action"
+                         else self.compensation_functions)
+            # SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat on this state machine only.
+            self.state_machine.grant_task_response(functions[step_name])
         self.status_events = ExecutionStatusEvents(
             self, "StatusEvents", saga_name=definition.name, kit=self.kit, store=self.store,
             state_machine=self.state_machine, metrics_namespace=self.metrics_namespace,
@@ -298,6 +327,7 @@ class Saga(Construct):
                                           else step.max_compensation_result_bytes),
                 **({Env.MAX_INPUT_BYTES: str(self.definition.max_input_bytes)}
                    if phase == "action" else {}),
+                **self._callback_environment(step, phase),
             },
             description=f"Saga {self.definition.name}: {phase} of step {step.name}",
         )
@@ -306,38 +336,67 @@ class Saga(Construct):
         self.store.grant_update(function)
         return function
 
+    @staticmethod
+    def _callback_environment(step: Step, phase: str) -> dict[str, str]:
+        """What a callback worker needs to pace its heartbeats and give up on a closed task."""
+        if not step.is_callback(phase) or step.callback is None:
+            return {}
+        environment = {Env.TASK_TIMEOUT_SECONDS: str(step.timeout_seconds)}
+        if step.callback.heartbeat_seconds is not None:
+            environment[Env.CALLBACK_HEARTBEAT_SECONDS] = str(step.callback.heartbeat_seconds)
+        return environment
+
     # -- state machine ---------------------------------------------------------------------
 
-    def _task(self, step: Step, phase: str, state_name: str) -> tasks.LambdaInvoke:
+    def _task(self, step: Step, phase: str, state_name: str) -> sfn.TaskStateBase:
+        """The task of one phase of a step: a Lambda invocation, or a callback command."""
         functions = self.action_functions if phase == "action" else self.compensation_functions
         result_key = "results" if phase == "action" else "compensations"
+        event: dict[str, Any] = {
+            "saga_type": self.definition.name,
+            "step": step.name,
+            "phase": phase,
+            "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+            "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+            "state": sfn.JsonPath.entire_payload,
+        }
+        timeout = sfn.Timeout.duration(Duration.seconds(step.timeout_seconds))
+        if step.is_callback(phase) and step.callback is not None:
+            heartbeat = step.callback.heartbeat_seconds
+            return tasks.SqsSendMessage(
+                self,
+                state_name,
+                state_name=state_name,
+                queue=self.callback_queues[(step.name, phase)].queue,
+                integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+                message_body=sfn.TaskInput.from_object(
+                    {**event, TASK_TOKEN_FIELD: sfn.JsonPath.task_token}),
+                result_path=f"$.{result_key}.{step.name}",
+                task_timeout=timeout,
+                heartbeat_timeout=(sfn.Timeout.duration(Duration.seconds(heartbeat))
+                                   if heartbeat is not None else None),
+            )
         return tasks.LambdaInvoke(
             self,
             state_name,
             state_name=state_name,
             lambda_function=functions[step.name],
-            payload=sfn.TaskInput.from_object(
-                {
-                    "saga_type": self.definition.name,
-                    "step": step.name,
-                    "phase": phase,
-                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
-                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
-                    "state": sfn.JsonPath.entire_payload,
-                }
-            ),
+            payload=sfn.TaskInput.from_object(event),
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path=f"$.{result_key}.{step.name}",
-            task_timeout=sfn.Timeout.duration(Duration.seconds(step.timeout_seconds)),
+            task_timeout=timeout,
         )
 
     @staticmethod
-    def _add_retry(task: tasks.LambdaInvoke, policy: RetryPolicy) -> None:
+    def _add_retry(task: sfn.TaskStateBase, policy: RetryPolicy) -> None:
         if policy.max_attempts == 0:
             return
+        errors = policy.retried_errors
+        if isinstance(task, tasks.SqsSendMessage) and errors != ["States.ALL"]:
+            errors = [*errors, *SQS_SERVICE_ERRORS]
         task.add_retry(
-            errors=policy.retried_errors,
+            errors=errors,
             interval=Duration.seconds(policy.interval_seconds),
             max_attempts=policy.max_attempts,
             backoff_rate=policy.backoff_rate,
@@ -357,61 +416,203 @@ class Saga(Construct):
         )
 
     def _definition(self) -> sfn.IChainable:
-        steps = list(self.definition.steps)
+        stages = self.definition.stages
         # The error names the outcome and the step that failed ("SagaCompensated.charge_payment");
         # the cause carries the original error and cause.
         compensated = self._failed_saga("SagaCompensated")
         forward_failed = self._failed_saga("ForwardRecoveryFailed")
 
-        # Compensation chain, built from the first step forward so each compensation knows
-        # where to go next: the previous step's compensation, or SagaCompensated.
+        # Compensation chain, built from the first stage forward so each compensation knows
+        # where to go next: the previous stage's compensation, or SagaCompensated. A group
+        # compensates all its steps at once, in a Parallel state of its own.
         compensation_entry: dict[str, sfn.IChainable] = {}
         next_undo: sfn.IChainable = compensated
-        for index, step in enumerate(steps):
-            if step.compensation:
-                task = self._task(step, "compensation", f"compensate_{step.name}")
-                self._add_retry(task, step.compensation_retry)
-                pending = [s.name for s in self.definition.compensations_before(index)]
-                task.add_catch(
-                    self._compensation_failed(step, pending),
-                    errors=["States.ALL"],
-                    result_path="$.compensation_failure",
-                )
+        for stage in stages:
+            if isinstance(stage, ParallelGroup):
+                undo_group = self._group_compensation(stage)
+                undo_group.next(next_undo)
+                next_undo = undo_group
+                for step in stage.steps:
+                    compensation_entry[step.name] = next_undo
+                continue
+            if stage.compensation:
+                task = self._compensation_task(stage)
+                task.add_catch(self._compensation_failed(stage).next(self._parking()),
+                               errors=["States.ALL"], result_path="$.compensation_failure")
                 task.next(next_undo)
                 next_undo = task
-            compensation_entry[step.name] = next_undo
+            compensation_entry[stage.name] = next_undo
 
         chain: sfn.Chain | None = None
-        for step in steps:
-            task = self._task(step, "action", step.name)
-            self._add_retry(task, step.effective_retry)
-            record = sfn.Pass(
-                self,
-                f"{step.name} failed",
-                state_name=f"{step.name}_failed",
-                parameters={
-                    "step": step.name,
-                    "error": sfn.JsonPath.string_at("$.failure.Error"),
-                    "cause": sfn.JsonPath.string_at("$.failure.Cause"),
-                },
-                result_path="$.failure",
-            )
-            task.add_catch(record, errors=["States.ALL"], result_path="$.failure")
-            if step.kind is StepKind.RETRIABLE:
-                record.next(forward_failed)
+        for stage in stages:
+            if isinstance(stage, ParallelGroup):
+                state: sfn.TaskStateBase | sfn.Parallel = self._group(
+                    stage, compensation_entry[stage.steps[0].name])
             else:
-                record.next(compensation_entry[step.name])
-            chain = task if chain is None else chain.next(task)
+                state = self._action_task(stage)
+                record = self._failure_record(stage)
+                state.add_catch(record, errors=["States.ALL"], result_path="$.failure")
+                record.next(forward_failed if stage.kind is StepKind.RETRIABLE
+                            else compensation_entry[stage.name])
+            chain = sfn.Chain.start(state) if chain is None else chain.next(state)
         assert chain is not None  # the declaration guarantees at least one step
         return chain.next(sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"))
 
-    def _compensation_failed(self, step: Step, pending: list[str]) -> sfn.IChainable:
-        """Records which compensation failed and what is still to undo, then parks the saga.
+    def _action_task(self, step: Step) -> sfn.TaskStateBase:
+        task = self._task(step, "action", step.name)
+        self._add_retry(task, step.effective_retry)
+        return task
+
+    def _compensation_task(self, step: Step) -> sfn.TaskStateBase:
+        task = self._task(step, "compensation", f"compensate_{step.name}")
+        self._add_retry(task, step.compensation_retry)
+        return task
+
+    def _failure_record(self, step: Step) -> sfn.Pass:
+        """Records which step failed, with the caught error, under ``$.failure``."""
+        return sfn.Pass(
+            self,
+            f"{step.name} failed",
+            state_name=f"{step.name}_failed",
+            parameters={
+                "step": step.name,
+                "error": sfn.JsonPath.string_at("$.failure.Error"),
+                "cause": sfn.JsonPath.string_at("$.failure.Cause"),
+            },
+            result_path="$.failure",
+        )
+
+    def _group(self, group: ParallelGroup, compensate: sfn.IChainable) -> sfn.Parallel:
+        """The group's Parallel state: each branch its steps in order; a failing step ends its
+        branch with :data:`~saga_kit.contract.GROUP_STEP_FAILED_ERROR` (the failure record as
+        cause), which stops the siblings and enters the group's compensation."""
+        parallel = sfn.Parallel(
+            self, group.name, state_name=group.name,
+            # Each branch returns the whole state; keep every result under $.results, flat, so
+            # later steps read a group step's result like any other.
+            result_selector=self._group_results(group),
+            result_path="$.results",
+        )
+        for chain in group.chains:
+            branch: sfn.Chain | None = None
+            for step in chain:
+                task = self._action_task(step)
+                abandon = sfn.Fail(
+                    self, f"{step.name} abandoned", state_name=f"{step.name}_abandoned",
+                    error=GROUP_STEP_FAILED_ERROR,
+                    cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.failure")))
+                task.add_catch(self._failure_record(step).next(abandon), errors=["States.ALL"],
+                               result_path="$.failure")
+                branch = sfn.Chain.start(task) if branch is None else branch.next(task)
+            assert branch is not None
+            parallel.branch(branch)
+        # A branch's own failure record, back from JSON; anything else fails the group as such.
+        unpacked = self._unpack(f"{group.name}_failed", f"{group.name}_failure", "$.failure",
+                                ["step", "error", "cause"])
+        parallel.add_catch(unpacked, errors=[GROUP_STEP_FAILED_ERROR], result_path="$.failure")
+        unpacked.next(compensate)
+        other = sfn.Pass(
+            self, f"{group.name} error", state_name=f"{group.name}_error",
+            parameters={"step": group.name,
+                        "error": sfn.JsonPath.string_at("$.failure.Error"),
+                        "cause": sfn.JsonPath.string_at("$.failure.Cause")},
+            result_path="$.failure")
+        parallel.add_catch(other, errors=["States.ALL"], result_path="$.failure")
+        other.next(compensate)
+        return parallel
+
+    def _group_results(self, group: ParallelGroup) -> dict[str, str]:
+        """The group's ResultSelector: every result so far, from the branch that holds it."""
+        selector: dict[str, str] = {}
+        for step in self.definition.steps[: self.definition.steps.index(group.steps[0])]:
+            selector[step.name] = sfn.JsonPath.string_at(f"$[0].results.{step.name}")
+        for index, chain in enumerate(group.chains):
+            for step in chain:
+                selector[step.name] = sfn.JsonPath.string_at(f"$[{index}].results.{step.name}")
+        return selector
+
+    def _unpack(self, parse_name: str, lift_name: str, path: str,
+                fields: list[str]) -> sfn.Chain:
+        """Two Pass states that turn a caught ``{Error, Cause}`` whose cause is a JSON record
+        back into that record at ``path`` (Pass parameters must be an object, so the parsed
+        record lands one level down first)."""
+        parse = sfn.Pass(
+            self, parse_name.replace("_", " "), state_name=parse_name,
+            parameters={"record": sfn.JsonPath.string_to_json(
+                sfn.JsonPath.string_at(f"{path}.Cause"))},
+            result_path=path)
+        lifted: dict[str, Any] = {}
+        for name in fields:
+            source = f"{path}.record.{name}"
+            if name == "pending_compensations":
+                lifted[name] = sfn.JsonPath.list_at(source)
+            elif name == "attempts":
+                lifted[name] = sfn.JsonPath.number_at(source)
+            else:
+                lifted[name] = sfn.JsonPath.string_at(source)
+        lift = sfn.Pass(self, lift_name.replace("_", " "), state_name=lift_name,
+                        parameters=lifted, result_path=path)
+        return sfn.Chain.start(parse).next(lift)
+
+    def _group_compensation(self, group: ParallelGroup) -> sfn.Parallel:
+        """Compensates every step of a group, its branches in parallel, each branch nearest step
+        first. A compensation that gives up ends its branch with the failure record as cause,
+        which stops the siblings and parks the saga with every group compensation still listed
+        (the redrive skips the ones already done: their stored result answers)."""
+        parallel = sfn.Parallel(
+            self, f"compensate {group.name}", state_name=f"compensate_{group.name}",
+            result_path=sfn.JsonPath.DISCARD)
+        for chain in group.chains:
+            branch: sfn.Chain | None = None
+            for step in reversed(chain):
+                task = self._compensation_task(step)
+                give_up = sfn.Fail(
+                    self, f"compensate {step.name} abandoned",
+                    state_name=f"compensate_{step.name}_abandoned",
+                    error=GROUP_COMPENSATION_FAILED_ERROR,
+                    cause_path=sfn.JsonPath.json_to_string(
+                        sfn.JsonPath.object_at("$.compensation_failure")))
+                task.add_catch(self._compensation_failed(step).next(give_up),
+                               errors=["States.ALL"], result_path="$.compensation_failure")
+                branch = sfn.Chain.start(task) if branch is None else branch.next(task)
+            assert branch is not None
+            parallel.branch(branch)
+        unpacked = self._unpack(
+            f"compensate_{group.name}_failed", f"compensate_{group.name}_failure",
+            "$.compensation_failure",
+            ["failed_compensation", "error", "cause", "pending_compensations", "attempts"])
+        parallel.add_catch(unpacked, errors=[GROUP_COMPENSATION_FAILED_ERROR],
+                           result_path="$.compensation_failure")
+        unpacked.next(self._parking())
+        # Any other failure of the Parallel state itself: park with the group's whole plan.
+        first = self.definition.undo_plan(group.steps[-1].name)
+        other = sfn.Pass(
+            self, f"compensate {group.name} error", state_name=f"compensate_{group.name}_error",
+            parameters={
+                "failed_compensation": first[0],
+                "error": sfn.JsonPath.string_at("$.compensation_failure.Error"),
+                "cause": sfn.JsonPath.string_at("$.compensation_failure.Cause"),
+                "pending_compensations": first[1:],
+                "attempts": 0,
+            },
+            result_path="$.compensation_failure")
+        parallel.add_catch(other, errors=["States.ALL"], result_path="$.compensation_failure")
+        other.next(self._parking())
+        return parallel
+
+    def _parking(self) -> sfn.IChainable:
+        if self._park is None:
+            self._park = self.parking.park()
+        return self._park
+
+    def _compensation_failed(self, step: Step) -> sfn.Pass:
+        """Records which compensation failed and what is still to undo, in the one order the
+        redrive accepts (:meth:`SagaDefinition.undo_plan`).
 
         The record replaces the caught error (``{Error, Cause}``) under the same key, so the
         state, and the parked message made of it, carries each piece of context once.
         """
-        record = sfn.Pass(
+        return sfn.Pass(
             self,
             f"compensate {step.name} failed",
             state_name=f"compensate_{step.name}_failed",
@@ -419,12 +620,8 @@ class Saga(Construct):
                 "failed_compensation": step.name,
                 "error": sfn.JsonPath.string_at("$.compensation_failure.Error"),
                 "cause": sfn.JsonPath.string_at("$.compensation_failure.Cause"),
-                "pending_compensations": pending,
+                "pending_compensations": self.definition.undo_plan(step.name)[1:],
                 "attempts": step.compensation_retry.max_attempts + 1,
             },
             result_path="$.compensation_failure",
         )
-        if self._park is None:
-            self._park = self.parking.park()
-        return record.next(self._park)
-

@@ -16,13 +16,27 @@ Step kinds follow the classic saga model:
   saga only moves forward.
 * ``RETRIABLE`` steps come after the pivot. They are retried until they succeed and are never
   compensated.
+
+Two shapes go beyond a chain of synchronous calls:
+
+* A :class:`ParallelGroup` runs its branches (a step, or a short chain of steps) at the same
+  time. If any branch fails, every step of the group is compensated (the barrier makes the
+  compensation of a step whose action never took effect a no-op), the branches' compensations in
+  parallel, and then the steps before the group in reverse order.
+* A step with a :class:`Callback` is an asynchronous participant: the state machine sends the
+  command with a task token to the step's SQS queue and waits for the worker's
+  ``SendTaskSuccess`` / ``SendTaskFailure``, within ``timeout_seconds`` and, if declared, a
+  heartbeat.
+
+``workflow=WorkflowType.EXPRESS`` deploys the saga as an Express state machine, for short,
+high-volume sagas; what Express cannot do is refused here (see ``docs/express.md``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -142,6 +156,52 @@ DEFAULT_FORWARD_RETRY = RetryPolicy(
     transient_errors=("States.ALL",), max_attempts=100, interval_seconds=1, max_delay_seconds=60
 )
 
+#: Express workflows stop after five minutes, whatever the state machine says.
+EXPRESS_MAX_SECONDS = 300
+#: Error names Step Functions reports when sending a callback command to SQS failed for a
+#: reason worth retrying.
+SQS_SERVICE_ERRORS: tuple[str, ...] = ("SQS.SdkClientException", "SQS.AmazonSQSException")
+
+
+class WorkflowType(StrEnum):
+    """The kind of state machine a saga is deployed as.
+
+    ``STANDARD`` (default): exactly-once, up to a year, full execution history, callback steps.
+    ``EXPRESS``: up to five minutes, at-least-once when started asynchronously, no execution
+    history (logs only), priced per request and duration instead of per state transition. See
+    ``docs/express.md``.
+    """
+
+    STANDARD = "standard"
+    EXPRESS = "express"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Makes a step an asynchronous participant, answered through an SQS queue.
+
+    The state machine sends the step's command, with a task token, to a queue the construct
+    creates for the step (``sqs:sendMessage.waitForTaskToken``) and waits. The step's handler,
+    the same ``@saga_step`` function as for a synchronous step, runs in a worker Lambda that
+    consumes the queue and replies with ``SendTaskSuccess`` / ``SendTaskFailure``. The step's
+    ``timeout_seconds`` is then the longest the saga waits for that reply.
+
+    Attributes:
+        heartbeat_seconds: Longest silence between the worker's heartbeats
+            (``StepContext.heartbeat()``) before the saga stops waiting and compensates. ``None``
+            waits for the reply only.
+        compensation: Whether the compensation is answered through a queue too (its own).
+        batch_size: Commands per worker invocation.
+        max_receive_count: Deliveries of a command the worker could not answer before SQS moves
+            it to the worker queue's dead-letter queue (which has an alarm).
+    """
+
+    heartbeat_seconds: int | None = None
+    compensation: bool = False
+    batch_size: int = 1
+    max_receive_count: int = 3
+
+
 #: Default budget of a step after the pivot: it must eventually succeed, so it may take long.
 DEFAULT_FORWARD_BUDGET_SECONDS = 6 * 3600
 #: Lambda's own limits.
@@ -192,6 +252,15 @@ class Step:
     memory_size: int = 256
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     max_compensation_result_bytes: int = DEFAULT_MAX_COMPENSATION_RESULT_BYTES
+    #: Makes the step an asynchronous participant (see :class:`Callback`); ``None``: the
+    #: state machine invokes the handler's Lambda and waits for its answer.
+    callback: Callback | None = None
+
+    def is_callback(self, phase: str) -> bool:
+        """Whether ``phase`` (``"action"`` or ``"compensation"``) is answered through a queue."""
+        if self.callback is None:
+            return False
+        return phase == "action" or self.callback.compensation
 
     def __post_init__(self) -> None:
         # Accept "pivot" as well as StepKind.PIVOT; anything else fails at synth, not silently.
@@ -226,6 +295,72 @@ class Step:
             return self.retry
         return DEFAULT_FORWARD_RETRY if self.kind is StepKind.RETRIABLE else RetryPolicy()
 
+    def action_worst_case(self) -> float:
+        """Longest the action can take, every attempt timing out and every delay at its max."""
+        return self.effective_retry.worst_case_seconds(self.timeout_seconds)
+
+    def compensation_worst_case(self) -> float:
+        """Longest the compensation can take (zero without one)."""
+        if not self.compensation:
+            return 0.0
+        return self.compensation_retry.worst_case_seconds(self.timeout_seconds)
+
+
+@dataclass(frozen=True)
+class ParallelGroup:
+    """Steps that run at the same time, in one Step Functions ``Parallel`` state.
+
+    Each branch is a :class:`Step` or a short chain of steps (a list). If any branch fails,
+    Step Functions stops the others, and the saga compensates every step of the group (a step
+    whose action never took effect is recorded as such and left alone), the branches'
+    compensations in parallel, then the steps before the group in reverse order.
+
+    Example::
+
+        ParallelGroup("book_trip", branches=[
+            Step("book_flight", action="trip.flights.book", compensation="trip.flights.cancel"),
+            Step("book_hotel", action="trip.hotels.book", compensation="trip.hotels.cancel"),
+        ])
+
+    Attributes:
+        name: Lower-case identifier, unique among the saga's steps and groups; names the
+            ``Parallel`` state.
+        branches: At least two branches, each a step or a list of steps.
+        budget_seconds: Longest the group may take: the slowest branch's worst case (the sum
+            of its steps' action worst cases) must fit in it. Default five minutes.
+    """
+
+    name: str
+    branches: Sequence[Step | Sequence[Step]]
+    budget_seconds: int = DEFAULT_STEP_BUDGET_SECONDS
+
+    def __post_init__(self) -> None:
+        chains = tuple(tuple(b) if isinstance(b, (list, tuple)) else (b,) for b in self.branches)
+        object.__setattr__(self, "branches", chains)
+
+    @property
+    def chains(self) -> tuple[tuple[Step, ...], ...]:
+        """The branches, each as a tuple of steps in order."""
+        return self.branches  # type: ignore[return-value]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every step of the group, branch after branch, in declaration order."""
+        return tuple(step for chain in self.chains for step in chain)
+
+    def worst_case_seconds(self) -> float:
+        """The slowest branch's action worst case."""
+        return max((sum(s.action_worst_case() for s in chain) for chain in self.chains),
+                   default=0.0)
+
+    def compensation_worst_case_seconds(self) -> float:
+        """The slowest branch's compensation worst case (branches compensate in parallel)."""
+        return max((sum(s.compensation_worst_case() for s in chain) for chain in self.chains),
+                   default=0.0)
+
+
+Stage = Step | ParallelGroup
+
 
 @dataclass(frozen=True)
 class SagaDefinition:
@@ -247,7 +382,10 @@ class SagaDefinition:
     """
 
     name: str
-    steps: Sequence[Step]
+    #: The steps in order; a :class:`ParallelGroup` stands for its branches' steps. After
+    #: construction ``steps`` lists every step flattened (a group's steps branch after branch)
+    #: and ``stages`` keeps the declared shape.
+    steps: Sequence[Step | ParallelGroup]
     description: str = ""
     #: Dotted path of the pydantic model of the saga's input, in the Lambda code
     #: (``"order_fulfillment.schema.OrderRequest"``). The API validates every start request
@@ -257,17 +395,39 @@ class SagaDefinition:
     #: Largest saga input (as JSON) the first step accepts; a larger one is refused before any
     #: effect, whoever started the execution. Counts towards the worst-case state.
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    #: Standard (default) or Express state machine; see :class:`WorkflowType`.
+    workflow: WorkflowType = WorkflowType.STANDARD
+    stages: tuple[Stage, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", tuple(self.steps))
+        stages = tuple(self.steps)
+        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "steps", tuple(
+            step for stage in stages
+            for step in (stage.steps if isinstance(stage, ParallelGroup) else (stage,))))
+        try:
+            object.__setattr__(self, "workflow", WorkflowType(self.workflow))
+        except ValueError:
+            raise SagaDeclarationError(
+                f"saga '{self.name}': workflow {self.workflow!r} is not one of "
+                f"{', '.join(w.value for w in WorkflowType)}") from None
         problems = list(_problems(self))
         if problems:
             listing = "\n".join(f"  - {p}" for p in problems)
             raise SagaDeclarationError(f"saga '{self.name}' is not valid:\n{listing}")
 
     @property
+    def groups(self) -> list[ParallelGroup]:
+        """The saga's parallel groups, in order."""
+        return [stage for stage in self.stages if isinstance(stage, ParallelGroup)]
+
+    def group_of(self, step_name: str) -> ParallelGroup | None:
+        """The group a step belongs to, or ``None`` for a step of the main chain."""
+        return next((g for g in self.groups if step_name in {s.name for s in g.steps}), None)
+
+    @property
     def pivot_index(self) -> int | None:
-        """Index of the pivot step, or ``None`` if the saga has none."""
+        """Index of the pivot step (in :attr:`steps`), or ``None`` if the saga has none."""
         for index, step in enumerate(self.steps):
             if step.kind is StepKind.PIVOT:
                 return index
@@ -289,9 +449,53 @@ class SagaDefinition:
                 + sum(s.max_compensation_result_bytes for s in self.steps if s.compensation)
                 + FAILURE_RECORDS_BYTES)
 
+    def worst_case_seconds(self) -> float:
+        """Longest the saga can run: every action to the last, then every compensation, each
+        at its retry worst case (a group counts its slowest branch)."""
+        total = 0.0
+        for stage in self.stages:
+            if isinstance(stage, ParallelGroup):
+                total += stage.worst_case_seconds() + stage.compensation_worst_case_seconds()
+            else:
+                total += stage.action_worst_case() + stage.compensation_worst_case()
+        return total
+
+    def undo_plan(self, step_name: str) -> list[str]:
+        """The compensations still to run when ``step_name``'s compensation has failed, that
+        one first: what a parked saga's message lists, in this one well-defined order.
+
+        In the main chain: the steps before it, nearest first. In a group: the rest of its own
+        branch (nearest first), then the group's other branches (each nearest first, last
+        branch first), then the steps before the group, nearest first. The redrive accepts a
+        message only in this order.
+        """
+        for index, stage in enumerate(self.stages):
+            before = [s.name for s in _undo_order(self.stages[:index])]
+            if isinstance(stage, Step):
+                if stage.name == step_name:
+                    return [step_name, *before]
+                continue
+            for chain in stage.chains:
+                names = [s.name for s in chain]
+                if step_name not in names:
+                    continue
+                own = [s.name for s in reversed(chain[:names.index(step_name)])
+                       if s.compensation]
+                others = [s.name for c in reversed(stage.chains) if c is not chain
+                          for s in reversed(c) if s.compensation]
+                return [step_name, *own, *others, *before]
+        raise KeyError(f"saga '{self.name}' has no step '{step_name}'")
+
     def compensations_before(self, index: int) -> list[Step]:
-        """Steps with a compensation at positions ``< index``, nearest first (reverse order)."""
+        """Steps with a compensation at positions ``< index`` of :attr:`steps`, nearest first."""
         return [s for s in reversed(self.steps[:index]) if s.compensation]
+
+
+def _undo_order(stages: Sequence[Stage]) -> list[Step]:
+    """Steps with a compensation, last declared first (a group's last branch first)."""
+    steps = [s for stage in stages
+             for s in (stage.steps if isinstance(stage, ParallelGroup) else (stage,))]
+    return [s for s in reversed(steps) if s.compensation]
 
 
 def _problems(saga: SagaDefinition) -> list[str]:
@@ -382,8 +586,93 @@ def _problems(saga: SagaDefinition) -> list[str]:
 
         problems.extend(_timing_problems(where, step))
         problems.extend(_limit_problems(where, step))
+        problems.extend(_callback_problems(where, step))
+    problems.extend(_group_problems(saga))
     problems.extend(_name_collisions(saga))
     problems.extend(_state_size_problems(saga))
+    problems.extend(_express_problems(saga))
+    return problems
+
+
+def _group_problems(saga: SagaDefinition) -> list[str]:
+    problems: list[str] = []
+    for group in saga.groups:
+        where = f"group '{group.name}'"
+        if not _NAME.match(group.name or ""):
+            problems.append(f"{where}: name must be 1-40 lower-case letters, digits or '_', "
+                            "starting with a letter")
+        if len(group.chains) < 2:
+            problems.append(f"{where}: a parallel group needs at least two branches; declare a "
+                            "single branch as plain steps")
+        for chain in group.chains:
+            if not chain or not all(isinstance(s, Step) for s in chain):
+                problems.append(f"{where}: each branch is a Step or a non-empty list of Steps")
+        for step in group.steps:
+            if isinstance(step, Step) and step.kind is not StepKind.COMPENSATABLE:
+                problems.append(
+                    f"{where}, step '{step.name}': a {step.kind.value} step cannot run in a "
+                    "parallel group (a sibling may fail after it, and a pivot or retriable step "
+                    "is never undone); move it after the group")
+        worst = group.worst_case_seconds() if all(
+            isinstance(s, Step) for s in group.steps) else 0.0
+        if worst > group.budget_seconds:
+            slowest = max(group.chains, key=lambda c: sum(s.action_worst_case() for s in c))
+            problems.append(
+                f"{where}: worst case is {worst:.0f}s (branch "
+                f"{' -> '.join(s.name for s in slowest)}), over the group budget of "
+                f"{group.budget_seconds}s; lower those steps' timeouts or retries, or raise "
+                "budget_seconds")
+    return problems
+
+
+def _callback_problems(where: str, step: Step) -> list[str]:
+    callback = step.callback
+    if callback is None:
+        return []
+    problems: list[str] = []
+    if step.kind is StepKind.RETRIABLE:
+        problems.append(f"{where}: a retriable step cannot be a callback step in this version; "
+                        "make it synchronous")
+    if callback.compensation and not step.compensation:
+        problems.append(f"{where}: Callback(compensation=True) but the step has no compensation")
+    heartbeat = callback.heartbeat_seconds
+    if heartbeat is not None and not 1 <= heartbeat < step.timeout_seconds:
+        problems.append(
+            f"{where}: heartbeat_seconds={heartbeat} must be at least 1 and below "
+            f"timeout_seconds={step.timeout_seconds} (the longest the saga waits for the reply)")
+    if not 1 <= callback.batch_size <= 10:
+        problems.append(f"{where}: Callback batch_size={callback.batch_size}; use 1 to 10")
+    if callback.max_receive_count < 1:
+        problems.append(f"{where}: Callback max_receive_count must be at least 1")
+    return problems
+
+
+def _express_problems(saga: SagaDefinition) -> list[str]:
+    if saga.workflow is not WorkflowType.EXPRESS:
+        return []
+    problems = [
+        f"step '{s.name}': Express workflows cannot wait for a callback (there is no "
+        "'.waitForTaskToken' integration in Express); make the step synchronous or deploy the "
+        "saga as workflow=WorkflowType.STANDARD"
+        for s in saga.steps if s.callback is not None
+    ]
+    worst = saga.worst_case_seconds()
+    if worst > EXPRESS_MAX_SECONDS:
+        costs = []
+        for stage in saga.stages:
+            if isinstance(stage, ParallelGroup):
+                costs.append((stage.worst_case_seconds() + stage.compensation_worst_case_seconds(),
+                              f"group '{stage.name}'"))
+            else:
+                costs.append((stage.action_worst_case() + stage.compensation_worst_case(),
+                              f"step '{stage.name}'"))
+        largest = sorted(costs, reverse=True)[:3]
+        problems.append(
+            f"worst case is {worst:.0f}s (every action, then every compensation, at its retry "
+            f"worst case), over Express's limit of {EXPRESS_MAX_SECONDS}s; the largest are "
+            f"{', '.join(f'{name} ({cost:.0f}s)' for cost, name in largest)}: lower their "
+            "timeout_seconds or retry max_attempts / max_delay_seconds, or deploy the saga as "
+            "workflow=WorkflowType.STANDARD")
     return problems
 
 
@@ -447,17 +736,26 @@ def _name_collisions(saga: SagaDefinition) -> list[str]:
     """State names and construct ids derived from step names must not collide."""
     problems: list[str] = []
     owners: dict[str, str] = {}
-    for step in saga.steps:
-        derived = [step.name, f"{step.name}_failed", f"compensate_{step.name}",
-                   f"compensate_{step.name}_failed",
-                   "pascal:" + "".join(p.capitalize() for p in step.name.split("_"))]
-        for name in derived:
-            other = owners.setdefault(name, step.name)
-            if other != step.name:
+    derived: list[tuple[str, list[str]]] = [
+        (f"step '{step.name}'", [step.name, f"{step.name}_failed", f"compensate_{step.name}",
+                                 f"compensate_{step.name}_failed", f"{step.name}_abandoned",
+                                 f"compensate_{step.name}_abandoned",
+                                 "pascal:" + "".join(p.capitalize() for p in step.name.split("_"))])
+        for step in saga.steps
+    ]
+    derived += [(f"group '{group.name}'", [
+        f"{prefix}{group.name}{suffix}" for prefix in ("", "compensate_")
+        for suffix in ("", "_failed", "_failure", "_error")])
+        for group in saga.groups]
+    for owner, names in derived:
+        for name in names:
+            other = owners.setdefault(name, owner)
+            if other != owner:
                 problems.append(
-                    f"step '{step.name}': its name collides with step '{other}' in the generated "
-                    f"state names or construct ids ({name.removeprefix('pascal:')}); rename one"
+                    f"{owner}: its name collides with {other} in the generated state names or "
+                    f"construct ids ({name.removeprefix('pascal:')}); rename one"
                 )
+                break
     return problems
 
 

@@ -137,9 +137,10 @@ class CompensationParking(Construct):
                 Env.COMPENSATION_FUNCTIONS: Stack.of(self).to_json_string(
                     {name: fn.function_name for name, fn in compensation_functions.items()}
                 ),
-                # The declared reverse order, so a message cannot reorder compensations.
-                Env.COMPENSATION_ORDER: json.dumps(
-                    [s.name for s in reversed(compensation_steps)]),
+                # The one order each failed compensation's message must list, so a message
+                # cannot reorder or skip compensations.
+                Env.COMPENSATION_PLANS: json.dumps(
+                    {s.name: definition.undo_plan(s.name) for s in compensation_steps}),
                 Env.COMPENSATION_TIMEOUT: str(max(s.timeout_seconds
                                                      for s in compensation_steps)),
                 "POWERTOOLS_SERVICE_NAME": definition.name,

@@ -25,10 +25,14 @@ from typing import Any, ClassVar
 import boto3
 from moto.core.config import DefaultConfig
 
-from saga_kit.contract import saga_outputs
+from saga_kit.contract import Env, saga_outputs
 from saga_kit.local_cloud.assembly import StackArtifact, asset_bytes, file_assets, load_stack
 from saga_kit.local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
-from saga_kit.local_cloud.event_sources import no_inline_sqs_delivery, pump_sqs_event_sources
+from saga_kit.local_cloud.event_sources import (
+    ContinuousDelivery,
+    no_inline_sqs_delivery,
+    pump_sqs_event_sources,
+)
 from saga_kit.local_cloud.handler_time import HandlerTime
 from saga_kit.local_cloud.iam import AccessDenial, IamEnforcer
 from saga_kit.local_cloud.lambda_runner import InProcessLambdaRunner, InvocationRecord
@@ -42,6 +46,7 @@ from saga_kit.local_cloud.moto_patches import (
     serialized_dynamodb,
     serialized_execution_starts,
     state_machines_in_executing_backend,
+    task_failure_causes,
 )
 from saga_kit.local_cloud.sqs_move_tasks import message_move_tasks
 from saga_kit.local_cloud.status_events import execution_status_events
@@ -139,6 +144,7 @@ class _SharedMoto:
             stack.enter_context(item_level_transaction_backups())
             stack.enter_context(no_inline_sqs_delivery())
             stack.enter_context(reused_task_clients())
+            stack.enter_context(task_failure_causes())
             stack.enter_context(message_move_tasks())
             stack.enter_context(execution_status_events())
             if instant_retries:
@@ -246,6 +252,9 @@ class LocalCloud:
         self._engine: _SharedMoto | None = None
         self._clients: dict[str, Any] = {}
         self._session: boto3.session.Session | None = None
+        #: Names of the stack's callback workers, served by :attr:`_callback_delivery`.
+        self.callback_workers: set[str] = set()
+        self._callback_delivery: ContinuousDelivery | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class LocalCloud:
             self._deploy(artifact)
             self._prepare_functions()
             self._warm_state_machines()
+            self._start_callback_delivery()
         except BaseException:
             self.stop()
             raise
@@ -297,6 +307,9 @@ class LocalCloud:
         engine = self._engine
         if engine is None:
             return
+        if self._callback_delivery is not None:
+            self._callback_delivery.stop()
+            self._callback_delivery = None
         if self.stack_id and engine.users > 1:
             # moto's state outlives this cloud; free the stack name for a later cloud.
             try:
@@ -433,6 +446,25 @@ class LocalCloud:
                         f"(AWS::Lambda::Function): {exc}"
                     ) from exc
 
+    def _start_callback_delivery(self) -> None:
+        """Callback steps' workers get their commands as they arrive, in the background, as
+        Lambda's poller would deliver them: the state machine waits for their replies, not for
+        a test to pump. Other queues (parked compensations) wait for :meth:`pump_event_sources`."""
+        lambda_client = self.client("lambda")
+        own = {r.physical_id for r in self.resources.values()
+               if r.resource_type == "AWS::Lambda::Function"}
+        for name in own:
+            variables = (lambda_client.get_function_configuration(FunctionName=name)
+                         .get("Environment", {}).get("Variables", {}))
+            if Env.TASK_TIMEOUT_SECONDS in variables:
+                self.callback_workers.add(name)
+        mappings = [m for page in lambda_client.get_paginator("list_event_source_mappings")
+                    .paginate() for m in page["EventSourceMappings"]
+                    if m["FunctionArn"].split(":")[-1] in self.callback_workers
+                    and m.get("EventSourceArn", "").startswith("arn:aws:sqs:")]
+        self._callback_delivery = ContinuousDelivery(
+            lambda_client, self.client("sqs"), self.region, mappings).start()
+
     def _warm_state_machines(self) -> None:
         """Parse each state machine's definition once now.
 
@@ -557,7 +589,8 @@ class LocalCloud:
         own = {r.physical_id for r in self.resources.values()
                if r.resource_type == "AWS::Lambda::Function"}
         delivered = pump_sqs_event_sources(self.client("lambda"), self.client("sqs"), self.region,
-                                           max_batches, functions=own)
+                                           max_batches, functions=own,
+                                           skip=self.callback_workers)
         self._raise_harness_errors()
         return delivered
 

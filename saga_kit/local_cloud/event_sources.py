@@ -13,6 +13,7 @@ tests should not wait for it), so a pump runs until every mapped queue is empty.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,7 +48,8 @@ def _record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, A
 
 
 def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
-                           max_batches: int = 10_000, functions: set[str] | None = None) -> int:
+                           max_batches: int = 10_000, functions: set[str] | None = None,
+                           skip: set[str] | None = None) -> int:
     """Delivers every message of every enabled SQS mapping (of ``functions``, names or ARNs,
     when given) until the queues are empty.
 
@@ -64,8 +66,10 @@ def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
             "Enabled", None
         ):
             continue
-        if functions is not None and not ({mapping["FunctionArn"],
-                                           mapping["FunctionArn"].split(":")[-1]} & functions):
+        names = {mapping["FunctionArn"], mapping["FunctionArn"].split(":")[-1]}
+        if functions is not None and not names & functions:
+            continue
+        if skip and names & skip:
             continue
         queue_url = sqs_client.get_queue_url(QueueName=source_arn.split(":")[-1])["QueueUrl"]
         reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
@@ -80,22 +84,90 @@ def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
             if not messages:
                 break
             delivered += 1
-            event = {"Records": [_record(m, source_arn, region) for m in messages]}
-            answer = lambda_client.invoke(FunctionName=mapping["FunctionArn"],
-                                          Payload=json.dumps(event).encode())
-            payload = json.loads(answer["Payload"].read() or b"null")
-            if answer.get("FunctionError"):
-                failed = {m["MessageId"] for m in messages}
-            elif reports_failures and isinstance(payload, dict):
-                failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures") or []}
-            else:
-                failed = set()
-            for message in messages:
-                if message["MessageId"] in failed:
-                    sqs_client.change_message_visibility(
-                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
-                        VisibilityTimeout=0)
-                else:
-                    sqs_client.delete_message(QueueUrl=queue_url,
-                                              ReceiptHandle=message["ReceiptHandle"])
+            _deliver_batch(lambda_client, sqs_client, queue_url, mapping["FunctionArn"], messages,
+                           [_record(m, source_arn, region) for m in messages], reports_failures)
     return delivered
+
+
+def _deliver_batch(lambda_client: Any, sqs_client: Any, queue_url: str, function_arn: str,
+                   messages: list[dict[str, Any]], records: list[dict[str, Any]],
+                   reports_failures: bool) -> None:
+    answer = lambda_client.invoke(FunctionName=function_arn,
+                                  Payload=json.dumps({"Records": records}).encode())
+    payload = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        failed = {m["MessageId"] for m in messages}
+    elif reports_failures and isinstance(payload, dict):
+        failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures") or []}
+    else:
+        failed = set()
+    for message in messages:
+        if message["MessageId"] in failed:
+            sqs_client.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        else:
+            sqs_client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class ContinuousDelivery:
+    """Delivers the messages of some SQS event source mappings as they arrive, in the
+    background, each batch in its own thread, the way Lambda's poller serves a queue.
+
+    For callback steps: the state machine waits for the worker's reply, so nothing must wait for
+    a test to pump, and one slow worker (a participant that takes its time) must not hold up
+    another's commands. A received message stays invisible while its batch runs; a failed one
+    is released at once and, past ``maxReceiveCount``, moved to its dead-letter queue by SQS.
+    """
+
+    def __init__(self, lambda_client: Any, sqs_client: Any, region: str,
+                 mappings: list[dict[str, Any]], poll_seconds: float = 0.01) -> None:
+        self._lambda = lambda_client
+        self._sqs = sqs_client
+        self._region = region
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        self._batches: list[threading.Thread] = []
+        self._sources = [
+            (sqs_client.get_queue_url(QueueName=m["EventSourceArn"].split(":")[-1])["QueueUrl"],
+             m["EventSourceArn"], m["FunctionArn"], min(int(m.get("BatchSize") or 10), 10),
+             "ReportBatchItemFailures" in m.get("FunctionResponseTypes", []))
+            for m in mappings
+        ]
+        self._poller = threading.Thread(target=self._run, name="callback-delivery", daemon=True)
+
+    def start(self) -> ContinuousDelivery:
+        """Starts polling (a no-op without mappings)."""
+        if self._sources:
+            self._poller.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops polling and waits up to ``timeout`` for the batches under way."""
+        self._stop.set()
+        if self._poller.is_alive():
+            self._poller.join(timeout)
+        for batch in list(self._batches):
+            batch.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for queue_url, queue_arn, function_arn, batch_size, reports in self._sources:
+                try:
+                    messages = self._sqs.receive_message(
+                        QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0,
+                        AttributeNames=["All"], MessageAttributeNames=["All"],
+                    ).get("Messages", [])
+                except Exception:  # the cloud is stopping under us
+                    if self._stop.is_set():
+                        return
+                    raise
+                if not messages:
+                    continue
+                records = [_record(m, queue_arn, self._region) for m in messages]
+                batch = threading.Thread(
+                    target=_deliver_batch, name=f"deliver-{queue_arn.split(':')[-1]}",
+                    args=(self._lambda, self._sqs, queue_url, function_arn, messages, records,
+                          reports), daemon=True)
+                self._batches = [b for b in self._batches if b.is_alive()] + [batch]
+                batch.start()
+            self._stop.wait(self._poll)

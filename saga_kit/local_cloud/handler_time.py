@@ -20,8 +20,13 @@ for 20 times its timeout before it times out. The count applies to
 * the Lambda function's own ``Timeout`` (``Sandbox.Timedout``) and the context's
   ``get_remaining_time_in_millis()``, in :mod:`saga_kit.local_cloud.lambda_runner`.
 
-Left in real time: ``HeartbeatSeconds`` and callback (``.waitForTaskToken``) timeouts, ``Wait``
-states, SQS visibility timeouts, Powertools' in-progress expiry. ``k = 1`` is plain wall time.
+A callback task (``.waitForTaskToken``) has no handler: its task thread only waits for the
+worker's reply or heartbeat. That wait counts in full, like a sleep, so a callback's
+``TimeoutSeconds`` and ``HeartbeatSeconds`` are wall time: a reply the worker sends late is late
+whatever the load (choose callback timeouts with room for a busy machine).
+
+Left in real time as well: ``Wait`` states, SQS visibility timeouts, Powertools' in-progress
+expiry. ``k = 1`` is plain wall time.
 """
 
 from __future__ import annotations
@@ -65,18 +70,30 @@ class HandlerTime:
     def installed(self) -> Iterator[HandlerTime]:
         """Counts sleeps, and makes Task timeouts wait on this clock, inside the ``with``."""
         from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+        from moto.stepfunctions.parser.asl.eval.callback.callback import (
+            CallbackEndpoint,
+            HeartbeatEndpoint,
+        )
 
-        real_sleep = time.sleep
         clock = self
 
-        def counted_sleep(seconds: float) -> None:
-            ident, start = threading.get_ident(), time.monotonic()
-            clock._sleeping_since[ident] = start
-            try:
-                real_sleep(seconds)
-            finally:
-                del clock._sleeping_since[ident]
-                clock._slept[ident] = clock._slept.get(ident, 0.0) + time.monotonic() - start
+        def counted(wait: Any) -> Any:
+            """``wait``, with the time the calling thread spends in it counted as sleep."""
+            def counted_wait(*args: Any, **kwargs: Any) -> Any:
+                ident, start = threading.get_ident(), time.monotonic()
+                nested = ident in clock._sleeping_since
+                if not nested:
+                    clock._sleeping_since[ident] = start
+                try:
+                    return wait(*args, **kwargs)
+                finally:
+                    if not nested:
+                        del clock._sleeping_since[ident]
+                        clock._slept[ident] = (clock._slept.get(ident, 0.0)
+                                               + time.monotonic() - start)
+            return counted_wait
+
+        counted_sleep = counted(time.sleep)
 
         class TaskThread(threading.Thread):
             """moto's task worker thread, remembered by the thread that starts it."""
@@ -110,6 +127,11 @@ class HandlerTime:
 
         with ExitStack() as stack:
             stack.enter_context(patched(time, "sleep", counted_sleep))
+            # A callback task's thread waiting for the worker's reply or heartbeat.
+            stack.enter_context(patched(CallbackEndpoint, "wait",
+                                        counted(CallbackEndpoint.wait)))
+            stack.enter_context(patched(HeartbeatEndpoint, "clear_and_wait",
+                                        counted(HeartbeatEndpoint.clear_and_wait)))
             stack.enter_context(patched(execute_state, "Thread", TaskThread))
             stack.enter_context(patched(execute_state, "threading", ThreadingWithTaskDeadlines()))
             yield self

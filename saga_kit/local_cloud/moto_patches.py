@@ -37,6 +37,27 @@ def state_machines_in_executing_backend() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def task_failure_causes() -> Iterator[None]:
+    """Pass ``SendTaskFailure``'s ``cause`` on to the execution, as Step Functions does.
+
+    moto's responses handler reads only ``error`` and drops ``cause``, so a callback worker's
+    failure would reach the saga's Catch as ``{"Error": ..., "Cause": null}``: the business
+    reason a participant gave would be lost from the saga's failure record.
+    """
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"),
+            cause=self._get_param("cause"))
+        return EmptyResult()
+
+    with patched(StepFunctionResponse, "send_task_failure", send_task_failure):
+        yield
+
+
 class _InstantSleepTime:
     """Stands in for the ``time`` module: ``sleep`` returns at once, everything else is real."""
 

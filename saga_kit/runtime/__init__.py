@@ -19,7 +19,9 @@ is described in the README's "Handler API reference".
 from saga_kit.runtime.barrier import StepBarrier
 from saga_kit.runtime.errors import (
     BusinessError,
+    CallbackTaskClosed,
     LateActionRefused,
+    MalformedCommand,
     MalformedStepEvent,
     RuntimeVersionMismatch,
     StepError,
@@ -41,8 +43,10 @@ check_kit_version()
 
 __all__ = [
     "BusinessError",
+    "CallbackTaskClosed",
     "InputTooLarge",
     "LateActionRefused",
+    "MalformedCommand",
     "MalformedStepEvent",
     "ResultTooLarge",
     "RuntimeVersionMismatch",

@@ -41,3 +41,18 @@ class MalformedStepEvent(StepError):
 class RuntimeVersionMismatch(StepError):
     """The function runs a different Saga Kit runtime than the one that synthesized its state
     machine (see :mod:`saga_kit.runtime.version`). Redeploy with one version."""
+
+
+class CallbackTaskClosed(StepError):
+    """Step Functions no longer waits for this callback step: it timed out, missed a heartbeat,
+    was stopped with its parallel group, or was already answered.
+
+    Raised by :meth:`StepContext.heartbeat`. Stop working: the saga has moved on (and will
+    compensate the step if it has not succeeded); an effect made anyway is refused by the
+    late-action barrier or undone by the compensation.
+    """
+
+
+class MalformedCommand(StepError):
+    """A callback command on the step's queue is not one the state machine sent; it is left
+    for the queue's dead-letter queue, never dropped."""

@@ -86,7 +86,7 @@ class ParkedCompensation:
 
     @classmethod
     def from_body(cls, body: str, *, saga_type: str, known_steps: set[str],
-                  order: list[str] | None = None) -> ParkedCompensation:
+                  plans: dict[str, list[str]] | None = None) -> ParkedCompensation:
         """Parses and checks a message body.
 
         Raises:
@@ -124,10 +124,10 @@ class ParkedCompensation:
         unknown = [s for s in remaining if s not in known_steps]
         if unknown:
             raise PoisonMessage(f"no compensation for step(s) {unknown}")
-        if order is not None and remaining != order[order.index(remaining[0]):]:
+        if plans is not None and remaining != plans.get(remaining[0]):
             raise PoisonMessage(
-                f"compensations {remaining} are not the declared reverse order from "
-                f"{remaining[0]} ({order[order.index(remaining[0]):]})"
+                f"compensations {remaining} are not the declared order after {remaining[0]} "
+                f"failed ({plans.get(remaining[0])})"
             )
         execution_name = message["execution_name"]
         saga_id = state.get("saga_id") or execution_name
@@ -217,7 +217,7 @@ def finish_parked_saga(record: SQSRecord, lambda_context: Any = None) -> dict[st
     try:
         parked = ParkedCompensation.from_body(
             record.body, saga_type=os.environ[Env.SAGA_TYPE], known_steps=set(functions),
-            order=json.loads(os.environ.get(Env.COMPENSATION_ORDER, "null")),
+            plans=json.loads(os.environ.get(Env.COMPENSATION_PLANS, "null")),
         )
     except PoisonMessage as error:
         logger.error("poison message left for the dead-letter queue",

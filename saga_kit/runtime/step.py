@@ -52,6 +52,7 @@ from saga_kit.contract import (
 )
 from saga_kit.runtime import store
 from saga_kit.runtime.barrier import StepBarrier
+from saga_kit.runtime.callback import CallbackTask, is_command_batch, serve_commands
 from saga_kit.runtime.errors import (
     BusinessError,
     LateActionRefused,
@@ -126,6 +127,25 @@ class StepContext:
     #: Whether this invocation ran the step (``False``: Powertools answered a duplicate from
     #: the stored result).
     executed: bool = False
+    #: For a callback step, the Step Functions task the command belongs to.
+    callback: CallbackTask | None = None
+
+    @property
+    def task_token(self) -> str | None:
+        """The task token of a callback step's command (``None`` for a synchronous step)."""
+        return self.callback.token if self.callback is not None else None
+
+    def heartbeat(self) -> None:
+        """Tells Step Functions that a callback step's long work goes on; call it more often
+        than the step's ``heartbeat_seconds``. A no-op for a synchronous step.
+
+        Raises:
+            CallbackTaskClosed: the saga no longer waits for this step (timed out, stopped with
+                its group): stop working. Effects made anyway are refused by the barrier or
+                undone by the step's compensation.
+        """
+        if self.callback is not None:
+            self.callback.heartbeat()
 
     @property
     def idempotency_key(self) -> str:
@@ -278,6 +298,12 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
     @functools.wraps(handler)
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         check_kit_version()
+        if is_command_batch(event):  # a callback step's worker, fed by the step's queue
+            return serve_commands(event, context, run_step, aws_client("stepfunctions"))
+        return run_step(event, context, None)
+
+    def run_step(event: dict[str, Any], context: Any, callback: CallbackTask | None
+                 ) -> dict[str, Any]:
         try:
             ctx = _context_from_event(event, context)
         except SagaIdMismatch as error:
@@ -285,6 +311,7 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
                 # The action was refused for the same reason before doing anything.
                 return {"undone": False, "reason": str(error)}
             raise
+        ctx.callback = callback
         if ctx.phase == "action" and os.environ.get(Env.HAS_COMPENSATION) == "false":
             ctx.barrier_in_transaction = None  # nothing will ever compensate this step
         elif ctx.phase == "action" and transactional:
