@@ -13,14 +13,17 @@ from aws_cdk import App, Environment
 
 from saga_kit.cdk import enable_cdk_nag
 from stacks.order_fulfillment import OrderFulfillmentStack
+from stacks.travel_booking import TravelBookingStack
 
 ORDER_STACK_NAME = "SagaKitOrderFulfillment"
+TRAVEL_STACK_NAME = "SagaKitTravelBooking"
 
 
 def build_app(outdir: str | Path | None = None, *, context: dict[str, object] | None = None) -> App:
     """The app with every stack the kit deploys, cdk-nag attached."""
     app = App(outdir=str(outdir) if outdir else None, context=context)
     OrderFulfillmentStack(app, ORDER_STACK_NAME, env=Environment())
+    TravelBookingStack(app, TRAVEL_STACK_NAME, env=Environment())
     enable_cdk_nag(app)
     return app
 

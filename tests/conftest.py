@@ -14,7 +14,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # Handler logs and EMF lines go to stdout; keep test output readable unless asked for.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
-from stacks.app_factory import ORDER_STACK_NAME, build_app
+from stacks.app_factory import ORDER_STACK_NAME, TRAVEL_STACK_NAME, build_app
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +100,21 @@ def reserve_and_charge(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
 
     with LocalCloud(assembly_dir, STACK_NAME) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def travel_cloud(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
+    """The travel-booking stack (parallel group, callback step) in the same local cloud."""
+    from saga_kit.local_cloud import LocalCloud
+
+    with LocalCloud(assembly_dir, TRAVEL_STACK_NAME) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def travel_participants(travel_cloud: Any) -> Any:
+    """The travel saga's simulated participants in the local cloud."""
+    from demo.travel_demo import TravelParticipants, TravelTables
+
+    return TravelParticipants(travel_cloud.client("dynamodb"),
+                              TravelTables.from_outputs(travel_cloud.outputs))
