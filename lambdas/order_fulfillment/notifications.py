@@ -6,7 +6,8 @@ import os
 import time
 from typing import Any
 
-from order_fulfillment import faults
+import fault_injection as faults
+
 from saga_kit.runtime import StepContext, dynamodb_client, saga_step
 
 

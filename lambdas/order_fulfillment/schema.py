@@ -14,7 +14,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 
 class FaultRule(BaseModel):
-    """A fault for the simulated participants to inject (see ``order_fulfillment.faults``)."""
+    """A fault for the simulated participants to inject (see ``fault_injection``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 

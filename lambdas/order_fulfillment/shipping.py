@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from order_fulfillment import faults
+import fault_injection as faults
+
 from saga_kit.runtime import StepContext, TransactionConditionFailed, saga_step
 
 
