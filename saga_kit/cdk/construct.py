@@ -57,7 +57,7 @@ from saga_kit.cdk.declaration import (
 from saga_kit.cdk.functions import SagaKitRuntime
 from saga_kit.cdk.parking import CompensationParking
 from saga_kit.cdk.status_events import ExecutionStatusEvents
-from saga_kit.cdk.store import SagaStore
+from saga_kit.cdk.store import NOT_TERMINAL_CONDITION, SagaStore
 from saga_kit.cdk.tables import durable_table
 from saga_kit.contract import (
     GROUP_COMPENSATION_FAILED_ERROR,
@@ -419,8 +419,8 @@ class Saga(Construct):
         stages = self.definition.stages
         # The error names the outcome and the step that failed ("SagaCompensated.charge_payment");
         # the cause carries the original error and cause.
-        compensated = self._failed_saga("SagaCompensated")
-        forward_failed = self._failed_saga("ForwardRecoveryFailed")
+        compensated = self._ending(self._failed_saga("SagaCompensated"), "compensated")
+        forward_failed = self._ending(self._failed_saga("ForwardRecoveryFailed"), "failed")
 
         # Compensation chain, built from the first stage forward so each compensation knows
         # where to go next: the previous stage's compensation, or SagaCompensated. A group
@@ -456,7 +456,48 @@ class Saga(Construct):
                             else compensation_entry[stage.name])
             chain = sfn.Chain.start(state) if chain is None else chain.next(state)
         assert chain is not None  # the declaration guarantees at least one step
-        return chain.next(sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"))
+        return chain.next(self._ending(
+            sfn.Succeed(self, "SagaSucceeded", state_name="SagaSucceeded"), "completed"))
+
+    def _ending(self, terminal: sfn.State, status: str) -> sfn.IChainable:
+        """The terminal state, preceded for an Express saga by the store write of its ending.
+
+        Step Functions sends "Execution Status Change" events to EventBridge for Standard
+        workflows only, so an Express saga records what the state machine decided itself, on
+        the way out. A failed write (the store unavailable) still ends the saga as decided.
+        """
+        if self.definition.workflow is not WorkflowType.EXPRESS:
+            return terminal
+        record = tasks.DynamoUpdateItem(
+            self, f"record {status}", state_name=f"record_{status}",
+            table=self.store.table,
+            key={
+                "saga_type": tasks.DynamoAttributeValue.from_string(self.definition.name),
+                "saga_id": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Name")),
+            },
+            update_expression=("SET #status = :status, execution_arn = :arn, "
+                               "execution_status = :execution_status, updated_at = :now"),
+            condition_expression=NOT_TERMINAL_CONDITION,
+            expression_attribute_names={"#status": "status"},
+            expression_attribute_values={
+                ":status": tasks.DynamoAttributeValue.from_string(status),
+                ":execution_status": tasks.DynamoAttributeValue.from_string(
+                    "SUCCEEDED" if status == "completed" else "FAILED"),
+                ":arn": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.Execution.Id")),
+                ":now": tasks.DynamoAttributeValue.from_string(
+                    sfn.JsonPath.string_at("$$.State.EnteredTime")),
+                ":completed": tasks.DynamoAttributeValue.from_string("completed"),
+                ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
+                ":failed": tasks.DynamoAttributeValue.from_string("failed"),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        record.add_retry(errors=["States.ALL"], max_attempts=3, interval=Duration.seconds(1),
+                         backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+        record.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")
+        return record.next(terminal)
 
     def _action_task(self, step: Step) -> sfn.TaskStateBase:
         task = self._task(step, "action", step.name)
