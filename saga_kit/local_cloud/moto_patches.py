@@ -58,6 +58,38 @@ def task_failure_causes() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def callback_token_per_attempt() -> Iterator[None]:
+    """Give each attempt of a retried callback task a task token of its own, as AWS does.
+
+    moto creates the token (and the endpoint that collects the worker's reply) once per state,
+    not per attempt: after a failure reply, every retry fails at once with that same stored
+    reply, without waiting for the worker, and a reply to a retried command can land on the
+    wrong attempt. A callback step's Retry (a worker's ``TransientStepError``) would then never
+    get a second answer. A fresh token per retry makes each attempt wait for its own reply.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback_module,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+        ResourceCondition,
+    )
+
+    callback_state = callback_module.StateTaskServiceCallback
+    original = ExecutionState._evaluate_with_timeout
+
+    def evaluate_with_timeout(self: Any, env: Any) -> None:
+        context = env.states.context_object.context_object_data
+        if (context.get("State", {}).get("RetryCount") and self._is_integration_pattern()
+                and self.resource.condition == ResourceCondition.WaitForTaskToken):
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        original(self, env)
+
+    with patched(callback_state, "_evaluate_with_timeout", evaluate_with_timeout):
+        yield
+
+
 class _InstantSleepTime:
     """Stands in for the ``time`` module: ``sleep`` returns at once, everything else is real."""
 
