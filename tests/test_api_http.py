@@ -26,6 +26,7 @@ from demo.order_demo import CUSTOMER, SKU, OrderParticipants, OrderTables
 from saga_kit.cli.api_client import ApiAnswer, SagaApiClient
 from saga_kit.cli.main import app as cli_app
 from saga_kit.contract import saga_outputs
+from stacks.app_factory import ORDER_STACK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STARTUP_SECONDS = 120
@@ -54,7 +55,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "saga_kit.cli.main", "serve", "--json", "--port", str(_free_port()),
+            [sys.executable, "-m", "saga_kit.cli.main", "serve", "--stack", ORDER_STACK_NAME, "--json",
+             "--port", str(_free_port()),
              "--aws-port", str(_free_port()), "--seed", str(seed_path)],
             cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
     try:
