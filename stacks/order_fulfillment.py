@@ -69,8 +69,8 @@ def lambda_code() -> lambda_.Code:
     )
 
 
-def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
-    # The simulated participants hold demo data only: removed with the stack.
+def participant_table(scope: Construct, construct_id: str) -> dynamodb.Table:
+    """A simulated participant's table: demo data only, removed with the stack."""
     return durable_table(scope, construct_id, partition_key="pk",
                          removal_policy=RemovalPolicy.DESTROY)
 
@@ -81,11 +81,11 @@ class OrderFulfillmentStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.tables = {
-            "INVENTORY_TABLE": _table(self, "InventoryTable"),
-            "PAYMENTS_TABLE": _table(self, "PaymentsTable"),
-            "SHIPMENTS_TABLE": _table(self, "ShipmentsTable"),
-            "CONFIRMATIONS_TABLE": _table(self, "ConfirmationsTable"),
-            "FAULT_TABLE": _table(self, "FaultTable"),
+            "INVENTORY_TABLE": participant_table(self, "InventoryTable"),
+            "PAYMENTS_TABLE": participant_table(self, "PaymentsTable"),
+            "SHIPMENTS_TABLE": participant_table(self, "ShipmentsTable"),
+            "CONFIRMATIONS_TABLE": participant_table(self, "ConfirmationsTable"),
+            "FAULT_TABLE": participant_table(self, "FaultTable"),
         }
         self.saga = Saga(
             self,

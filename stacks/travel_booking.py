@@ -12,8 +12,7 @@ only the kit's public API.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from saga_kit.cdk import (
@@ -25,9 +24,8 @@ from saga_kit.cdk import (
     SagaDefinition,
     Step,
     StepKind,
-    durable_table,
 )
-from stacks.order_fulfillment import LAMBDAS_DIR, lambda_code
+from stacks.order_fulfillment import LAMBDAS_DIR, lambda_code, participant_table
 
 #: Results are ids and amounts: 4 KiB each keeps six steps' worst-case state well under 256 KiB.
 RESULT_BYTES = 4096
@@ -77,19 +75,13 @@ PARTICIPANTS = {
 }
 
 
-def _table(scope: Construct, construct_id: str) -> dynamodb.Table:
-    # The simulated participants hold demo data only: removed with the stack.
-    return durable_table(scope, construct_id, partition_key="pk",
-                         removal_policy=RemovalPolicy.DESTROY)
-
-
 class TravelBookingStack(Stack):
     """The travel-booking saga with its simulated participant services."""
 
     def __init__(self, scope: Construct, construct_id: str, *,
                  definition: SagaDefinition = TRAVEL_BOOKING, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.tables = {name: _table(self, name.title().replace("_", ""))
+        self.tables = {name: participant_table(self, name.title().replace("_", ""))
                        for name in [*PARTICIPANTS.values(), "FAULT_TABLE"]}
         self.saga = Saga(
             self,

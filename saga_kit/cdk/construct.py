@@ -57,7 +57,7 @@ from saga_kit.cdk.declaration import (
 from saga_kit.cdk.functions import SagaKitRuntime
 from saga_kit.cdk.parking import CompensationParking
 from saga_kit.cdk.status_events import ExecutionStatusEvents
-from saga_kit.cdk.store import NOT_TERMINAL_CONDITION, SagaStore
+from saga_kit.cdk.store import SagaStore
 from saga_kit.cdk.tables import durable_table
 from saga_kit.contract import (
     GROUP_COMPENSATION_FAILED_ERROR,
@@ -468,32 +468,10 @@ class Saga(Construct):
         """
         if self.definition.workflow is not WorkflowType.EXPRESS:
             return terminal
-        record = tasks.DynamoUpdateItem(
-            self, f"record {status}", state_name=f"record_{status}",
-            table=self.store.table,
-            key={
-                "saga_type": tasks.DynamoAttributeValue.from_string(self.definition.name),
-                "saga_id": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.Execution.Name")),
-            },
-            update_expression=("SET #status = :status, execution_arn = :arn, "
-                               "execution_status = :execution_status, updated_at = :now"),
-            condition_expression=NOT_TERMINAL_CONDITION,
-            expression_attribute_names={"#status": "status"},
-            expression_attribute_values={
-                ":status": tasks.DynamoAttributeValue.from_string(status),
-                ":execution_status": tasks.DynamoAttributeValue.from_string(
-                    "SUCCEEDED" if status == "completed" else "FAILED"),
-                ":arn": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.Execution.Id")),
-                ":now": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.State.EnteredTime")),
-                ":completed": tasks.DynamoAttributeValue.from_string("completed"),
-                ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
-                ":failed": tasks.DynamoAttributeValue.from_string("failed"),
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
+        record = self.store.status_update(
+            self, f"record_{status}", saga_name=self.definition.name, status=status,
+            sets={"execution_status": tasks.DynamoAttributeValue.from_string(
+                "SUCCEEDED" if status == "completed" else "FAILED")})
         record.add_retry(errors=["States.ALL"], max_attempts=3, interval=Duration.seconds(1),
                          backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
         record.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")

@@ -28,7 +28,6 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from saga_kit.cdk.alarms import threshold_alarm
-from saga_kit.cdk.store import NOT_TERMINAL_CONDITION
 from saga_kit.contract import (
     DEFAULT_PARKED_DEADLINE_SECONDS,
     MESSAGE_KIND,
@@ -237,38 +236,10 @@ class CompensationParking(Construct):
             cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.compensation_failure")),
         ))
 
-        # The saga id is the execution name (the runtime refuses any other).
-        update = tasks.DynamoUpdateItem(
-            self,
-            "record_parked",
-            state_name="record_parked",
-            table=self.store.table,
-            key={
-                "saga_type": tasks.DynamoAttributeValue.from_string(self.definition.name),
-                "saga_id": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.Execution.Name")),
-            },
-            update_expression=(
-                "SET #status = :parked, execution_arn = :arn, "
-                "parked_compensation = :compensation, "
-                "updated_at = :now"
-            ),
-            condition_expression=NOT_TERMINAL_CONDITION,
-            expression_attribute_names={"#status": "status"},
-            expression_attribute_values={
-                ":parked": tasks.DynamoAttributeValue.from_string("parked"),
-                ":arn": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.Execution.Id")),
-                ":compensation": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$.compensation_failure.failed_compensation")),
-                ":now": tasks.DynamoAttributeValue.from_string(
-                    sfn.JsonPath.string_at("$$.State.EnteredTime")),
-                ":completed": tasks.DynamoAttributeValue.from_string("completed"),
-                ":compensated": tasks.DynamoAttributeValue.from_string("compensated"),
-                ":failed": tasks.DynamoAttributeValue.from_string("failed"),
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
+        update = self.store.status_update(
+            self, "record_parked", saga_name=self.definition.name, status="parked",
+            sets={"parked_compensation": tasks.DynamoAttributeValue.from_string(
+                sfn.JsonPath.string_at("$.compensation_failure.failed_compensation"))})
         # Finished meanwhile by the redrive (terminal status kept) or store unavailable: the
         # message is already parked, which is what matters.
         update.add_catch(terminal, errors=["States.ALL"], result_path="$.store_error")

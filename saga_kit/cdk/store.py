@@ -15,6 +15,8 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from saga_kit.cdk.tables import durable_table
@@ -62,4 +64,33 @@ class SagaStore(Construct):
         iam.Grant.add_to_principal(
             grantee=grantee, actions=["dynamodb:GetItem", "dynamodb:Query"],
             resource_arns=[self.table.table_arn, f"{self.table.table_arn}/index/{STATUS_INDEX}"],
+        )
+
+    def status_update(self, scope: Construct, state_name: str, *, saga_name: str, status: str,
+                      sets: dict[str, tasks.DynamoAttributeValue]) -> tasks.DynamoUpdateItem:
+        """A state machine task that moves this execution's saga to ``status`` (never out of a
+        terminal one), with ``updated_at`` and ``execution_arn`` and the extra ``sets``.
+
+        The saga id is the execution name (the runtime refuses any other).
+        """
+        value = tasks.DynamoAttributeValue.from_string
+        names = ", ".join(f"{name} = :{name}" for name in sets)
+        return tasks.DynamoUpdateItem(
+            scope, state_name.replace("_", " "), state_name=state_name, table=self.table,
+            key={"saga_type": value(saga_name),
+                 "saga_id": value(sfn.JsonPath.string_at("$$.Execution.Name"))},
+            update_expression=("SET #status = :status, execution_arn = :execution_arn, "
+                               f"updated_at = :updated_at{', ' + names if names else ''}"),
+            condition_expression=NOT_TERMINAL_CONDITION,
+            expression_attribute_names={"#status": "status"},
+            expression_attribute_values={
+                ":status": value(status),
+                ":execution_arn": value(sfn.JsonPath.string_at("$$.Execution.Id")),
+                ":updated_at": value(sfn.JsonPath.string_at("$$.State.EnteredTime")),
+                **{f":{name}": attribute for name, attribute in sets.items()},
+                ":completed": value("completed"),
+                ":compensated": value("compensated"),
+                ":failed": value("failed"),
+            },
+            result_path=sfn.JsonPath.DISCARD,
         )
