@@ -10,7 +10,7 @@ compensates meanwhile.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
@@ -19,6 +19,7 @@ from constructs import Construct
 
 from saga_kit.cdk.alarms import threshold_alarm
 from saga_kit.cdk.declaration import Callback
+from saga_kit.cdk.queues import durable_queue
 
 #: AWS's advice for a queue feeding a Lambda: a visibility timeout of six times the function's,
 #: so a command is not delivered again while a slow worker (and its retries) still holds it.
@@ -51,28 +52,22 @@ class CallbackQueue(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         name = f"{Stack.of(self).stack_name}-{saga_name}-{step_name}-{phase}"[:76]
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = durable_queue(
             self,
             "DeadLetterQueue",
             queue_name=f"{name}-dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=RemovalPolicy.RETAIN,
+            retention=Duration.days(14),
         )
-        self.queue = sqs.Queue(
+        self.queue = durable_queue(
             self,
             "Queue",
             queue_name=name,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(4),
+            retention=Duration.days(4),
             visibility_timeout=Duration.seconds(
                 VISIBILITY_TIMEOUT_FACTOR * worker.timeout.to_seconds()
                 if worker.timeout else 6 * 60),
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=callback.max_receive_count, queue=self.dead_letter_queue),
-            removal_policy=RemovalPolicy.RETAIN,
         )
         worker.add_event_source(event_sources.SqsEventSource(
             self.queue, batch_size=callback.batch_size, report_batch_item_failures=True))

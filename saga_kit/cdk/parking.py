@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
@@ -28,6 +28,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from saga_kit.cdk.alarms import threshold_alarm
+from saga_kit.cdk.queues import durable_queue
 from saga_kit.contract import (
     DEFAULT_PARKED_DEADLINE_SECONDS,
     MESSAGE_KIND,
@@ -93,33 +94,27 @@ class CompensationParking(Construct):
 
         queue_name = f"{Stack.of(self).stack_name}-{definition.name}-compensations"[:80]
         queue_arn = f"arn:{Aws.PARTITION}:sqs:{Aws.REGION}:{Aws.ACCOUNT_ID}:{queue_name}"
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = durable_queue(
             self,
             "DeadLetterQueue",
             queue_name=f"{queue_name[:76]}-dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention=Duration.days(14),
             # Only the compensation queue may use it as its DLQ (by ARN: a reference would be a
             # dependency cycle, the queue already points here).
             redrive_allow_policy=sqs.RedriveAllowPolicy(
                 redrive_permission=sqs.RedrivePermission.BY_QUEUE,
                 source_queues=[sqs.Queue.from_queue_arn(self, "SourceQueueRef", queue_arn)],
             ),
-            removal_policy=RemovalPolicy.RETAIN,
         )
-        self.queue = sqs.Queue(
+        self.queue = durable_queue(
             self,
             "Queue",
             queue_name=queue_name,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention=Duration.days(14),
             visibility_timeout=Duration.seconds(6 * redrive_timeout),
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=max_receive_count, queue=self.dead_letter_queue
             ),
-            removal_policy=RemovalPolicy.RETAIN,
         )
 
         self.redrive_function = kit.function(

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from saga_kit.cdk.alarms import threshold_alarm
+from saga_kit.cdk.queues import durable_queue
 from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Env
 
 if TYPE_CHECKING:
@@ -67,13 +67,10 @@ class ExecutionStatusEvents(Construct):
         store.grant_update(self.function)
         # A redriven execution's saga is reopened from what its item says (store.reopen).
         store.grant_get(self.function)
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = durable_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=RemovalPolicy.RETAIN,
+            retention=Duration.days(14),
         )
         Validations.of(self.dead_letter_queue).acknowledge(Acknowledgment(
             id="AwsSolutions::AwsSolutions-SQS3",
