@@ -487,13 +487,9 @@ def test_duplicate_replies_complete_with_one_effect(matrix: Matrix) -> None:
         _xfail_if_history_unreadable(cell)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "local cloud: moto accepts a second SendTaskSuccess for a task already answered while the "
-    "execution runs, and its CallbackEndpoint.notify overwrites the stored outcome before the "
-    "waiting task reads it: the duplicate's output ({}) replaces the worker's result (AWS "
-    "refuses the duplicate and keeps the first answer)"))
 def test_duplicate_reply_keeps_the_first_answer(matrix: Matrix) -> None:
-    """What the saga records for book_car is the worker's answer, not the duplicate's ``{}``."""
+    """What the saga records for book_car is the worker's answer, not the duplicate's ``{}``
+    (the local cloud refuses a reply to an answered task, as Step Functions does)."""
     results = [cell.car_result for cell in _duplicate_replies(matrix)]
     assert all(result == {"rental_id": cell.saga_id, "car_class": CAR_CLASS}
                for cell, result in zip(_duplicate_replies(matrix), results, strict=True)), results

@@ -39,6 +39,7 @@ from saga_kit.local_cloud.lambda_runner import InProcessLambdaRunner, Invocation
 from saga_kit.local_cloud.moto_patches import (
     ResourceFailure,
     callback_token_per_attempt,
+    closed_callback_tasks,
     instant_retry_backoff,
     item_level_transaction_backups,
     quiet_interpreter_logs,
@@ -147,6 +148,7 @@ class _SharedMoto:
             stack.enter_context(reused_task_clients())
             stack.enter_context(task_failure_causes())
             stack.enter_context(callback_token_per_attempt())
+            stack.enter_context(closed_callback_tasks())
             stack.enter_context(message_move_tasks())
             stack.enter_context(execution_status_events())
             if instant_retries:

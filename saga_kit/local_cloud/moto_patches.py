@@ -90,6 +90,54 @@ def callback_token_per_attempt() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def closed_callback_tasks() -> Iterator[None]:
+    """Refuse a reply or heartbeat for a callback task that is closed, as Step Functions does.
+
+    moto keeps a task's reply endpoint in the pool after the task has its answer, timed out or
+    was stopped with its Parallel state, and takes whatever comes next: a duplicate
+    ``SendTaskSuccess`` overwrote the first answer while the interpreter had not read it yet
+    (a saga then kept the duplicate's output), and a late reply was accepted silently. Here the
+    first answer wins, an endpoint whose wait has ended is closed, and a reply or heartbeat for
+    either is refused (``InvalidToken``; AWS says ``TaskTimedOut`` or ``InvalidToken``).
+    """
+    from moto.stepfunctions.parser.asl.eval.callback.callback import (
+        CallbackEndpoint,
+        CallbackPoolManager,
+    )
+
+    lock = threading.Lock()
+    closed: set[str] = set()
+    original_interrupt = CallbackEndpoint.interrupt_all
+    original_notify = CallbackPoolManager.notify
+    original_heartbeat = CallbackPoolManager.heartbeat
+
+    def interrupt_all(self: Any) -> None:
+        with lock:
+            closed.add(self.callback_id)
+        original_interrupt(self)
+
+    def notify(self: Any, callback_id: str, outcome: Any) -> bool:
+        with lock:
+            endpoint = self._pool.get(callback_id)
+            if callback_id in closed or (endpoint is not None
+                                         and endpoint.get_outcome() is not None):
+                return False
+            return original_notify(self, callback_id, outcome)
+
+    def heartbeat(self: Any, callback_id: str) -> bool:
+        with lock:
+            if callback_id in closed:
+                return False
+        return original_heartbeat(self, callback_id)
+
+    with ExitStack() as stack:
+        stack.enter_context(patched(CallbackEndpoint, "interrupt_all", interrupt_all))
+        stack.enter_context(patched(CallbackPoolManager, "notify", notify))
+        stack.enter_context(patched(CallbackPoolManager, "heartbeat", heartbeat))
+        yield
+
+
 class _InstantSleepTime:
     """Stands in for the ``time`` module: ``sleep`` returns at once, everything else is real."""
 
