@@ -21,13 +21,17 @@ from stacks.app_factory import ORDER_STACK_NAME, TRAVEL_STACK_NAME, build_app
 def assembly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cloud assembly of the real app plus the suite's own stacks, synthesized once, cdk-nag
     included (findings would raise here)."""
+    from tests.stacks.express_order import ExpressOrderStack
     from tests.stacks.grant_mistake import GrantMistakeStack
+    from tests.stacks.group_chains import GroupChainsStack
     from tests.stacks.reserve_and_charge import ReserveAndChargeStack
 
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = build_app(outdir)
     ReserveAndChargeStack(app)
     GrantMistakeStack(app)
+    GroupChainsStack(app)
+    ExpressOrderStack(app)
     app.synth()
     return outdir
 
@@ -97,6 +101,26 @@ def reserve_and_charge(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
     """The two-step saga whose last step is compensatable, in the same local cloud."""
     from saga_kit.local_cloud import LocalCloud
     from tests.stacks.reserve_and_charge import STACK_NAME
+
+    with LocalCloud(assembly_dir, STACK_NAME) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def group_chains_cloud(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
+    """The saga whose parallel group has chains of two steps, in the same local cloud."""
+    from saga_kit.local_cloud import LocalCloud
+    from tests.stacks.group_chains import STACK_NAME
+
+    with LocalCloud(assembly_dir, STACK_NAME) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def express_cloud(assembly_dir: Path, cloud: Any) -> Iterator[Any]:
+    """The Express saga (reserve, then charge), in the same local cloud."""
+    from saga_kit.local_cloud import LocalCloud
+    from tests.stacks.express_order import STACK_NAME
 
     with LocalCloud(assembly_dir, STACK_NAME) as running:
         yield running
