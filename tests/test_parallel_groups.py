@@ -317,16 +317,6 @@ def test_the_undo_plans_of_this_shape() -> None:
         PIVOT, "charge_shipping", "charge_payment", "reserve_packaging", "reserve_inventory"]
 
 
-IDEMPOTENCY_BUG = (
-    "kit bug: saga_kit/runtime/step.py caches one Powertools DynamoDBPersistenceLayer per "
-    "idempotency table and handler, and Powertools' configure() sets its key prefix "
-    "(persistence.function_name) on every call. Two steps running one handler at the same time "
-    "in one process (the local cloud) swap prefixes: records land under the other step's "
-    "prefix, and the step's own record stays INPROGRESS, so its retry, duplicate or redrive is "
-    "refused as 'already in progress'. Cache per (table, key prefix) instead."
-)
-
-
 def record_id(step: str, saga_id: str, data_of: str | None = None) -> str:
     """The Powertools idempotency record id of a step's action (``<prefix>#<md5 of its key>``);
     ``data_of`` hashes another step's key under this step's prefix."""
@@ -335,7 +325,6 @@ def record_id(step: str, saga_id: str, data_of: str | None = None) -> str:
     return f"{idempotency_key_prefix(SAGA_NAME, step, 'action')}#{digest}"
 
 
-@pytest.mark.xfail(strict=True, reason=IDEMPOTENCY_BUG)
 def test_one_handler_serving_two_steps_at_once_keeps_their_idempotency_records_apart(
     env: Env,
 ) -> None:

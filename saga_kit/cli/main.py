@@ -5,7 +5,8 @@
   stack holds one saga). The stack's outputs are read with one ``DescribeStacks`` call.
 * ``saga serve`` synthesizes a CDK app (``--app``, default ``app.py``) or takes a cloud assembly
   (``--assembly``), deploys one of its stacks into the local cloud and serves its saga API.
-* ``saga demo`` runs the reference app's order saga in the local cloud, from a Saga Kit checkout.
+* ``saga demo`` runs the reference app's order and travel sagas in the local cloud, from a Saga
+  Kit checkout.
 
 A name that does not exist (stack, saga, app stack) ends the command with exit status 2 and one
 line saying what does exist.
@@ -103,9 +104,10 @@ def demo(
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     verbose: bool = typer.Option(False, "--verbose", help="Show handler logs and metrics."),
 ) -> None:
-    """Run the reference app's order saga in the local cloud (from a Saga Kit checkout).
+    """Run the reference app's order and travel sagas in the local cloud (from a checkout).
 
-    The happy path and a failure at each step, then the participants' books are checked.
+    The order saga on the happy path and with a failure at each step; the travel saga on the
+    happy path, with a branch failing and with a late car reply; then the books are checked.
     """
     from saga_kit.cli.emulator_log import emulator_notes_to_log
 
@@ -116,7 +118,8 @@ def demo(
     with emulator_notes_to_log() as notes, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("starting", total=len(scenarios.SCENARIOS))
+        total = len(scenarios.SCENARIOS) + len(getattr(scenarios, "TRAVEL_SCENARIOS", []))
+        task = progress.add_task("starting", total=total)
 
         def on_progress(message: str) -> None:
             if message.startswith("finished"):
@@ -162,19 +165,60 @@ def _print_report(console: Console, report: Any) -> None:
                 console.print(f"  • {line}")
             console.print(f"  • saga store status: {run.stored_status}")
     console.print(effects_table)
-
-    books = Table(title="Participants' books after all sagas")
-    books.add_column("what")
-    books.add_column("actual")
-    books.add_column("expected from the completed sagas")
-    for key, expected in report.expected_books.items():
-        actual = report.books[key]
-        mark = "[green]✓[/green]" if actual == expected else "[red]✗[/red]"
-        books.add_row(key, f"{actual} {mark}", str(expected))
-    console.print(books)
+    _print_books(console, "Order participants' books after all sagas", report.books,
+                 report.expected_books)
+    if getattr(report, "travel", None) is not None:
+        _print_travel(console, report.travel)
     verdict = ("[green]consistent: every saga ended as expected and nothing leaked[/green]"
                if report.consistent else "[red]INCONSISTENT: see the rows marked ✗[/red]")
     console.print(f"{verdict} ({report.seconds:.1f}s)")
+
+
+def _print_travel(console: Console, travel: Any) -> None:
+    def yes_no(value: Any) -> str:
+        return "yes" if value else "no"
+
+    table = Table(title="Travel sagas in the local cloud ({…} = the parallel group)")
+    for column in ("scenario", "saga id", "outcome", "actions run", "compensations run",
+                   "undone", "ms"):
+        table.add_column(column, overflow="fold")
+    effects_table = Table(title="What each trip left in the participants")
+    for column in ("scenario", "flight", "hotel", "car", "net charge", "itinerary", "notified"):
+        effects_table.add_column(column, overflow="fold")
+    for run in travel.runs:
+        o = run.outcome
+        style = "green" if run.as_expected else "red"
+        table.add_row(run.scenario.label, o.saga_id[:8], f"[{style}]{o.status}[/{style}]",
+                      *run.shortened(), f"{o.duration_ms:.0f}")
+        e = run.effects
+        effects_table.add_row(run.scenario.label, yes_no(e["flight"]), yes_no(e["hotel"]),
+                              yes_no(e["car"]), str(e["net_charge_cents"]),
+                              e["itinerary"] or "none", yes_no(e["notified"]))
+    console.print(table)
+    for run in travel.runs:
+        if run.late_reply is not None:
+            style = "green" if run.late_reply.refused else "red"
+            console.print(f"[bold]{run.scenario.label}[/bold] (saga {run.outcome.saga_id[:8]}):")
+            for line in travel.late_reply_lines(run):
+                console.print(f"  • {line}")
+            verdict = "refused" if run.late_reply.refused else "NOT refused"
+            console.print(f"  • late car reply: [{style}]{verdict}[/{style}]")
+    console.print(effects_table)
+    _print_books(console, "Travel participants' books after all trips", travel.books,
+                 travel.expected_books)
+
+
+def _print_books(console: Console, title: str, actual_books: dict[str, Any],
+                 expected_books: dict[str, Any]) -> None:
+    books = Table(title=title)
+    books.add_column("what")
+    books.add_column("actual")
+    books.add_column("expected from the completed sagas")
+    for key, expected in expected_books.items():
+        actual = actual_books[key]
+        mark = "[green]✓[/green]" if actual == expected else "[red]✗[/red]"
+        books.add_row(key, f"{actual} {mark}", str(expected))
+    console.print(books)
 
 
 # -- which stack and saga: shared by the operator commands ---------------------------------------

@@ -43,6 +43,7 @@ from saga_kit.local_cloud.moto_patches import (
     instant_retry_backoff,
     item_level_transaction_backups,
     quiet_interpreter_logs,
+    readable_stopped_branch_history,
     recording_resource_failures,
     reused_task_clients,
     serialized_dynamodb,
@@ -149,6 +150,7 @@ class _SharedMoto:
             stack.enter_context(task_failure_causes())
             stack.enter_context(callback_token_per_attempt())
             stack.enter_context(closed_callback_tasks())
+            stack.enter_context(readable_stopped_branch_history())
             stack.enter_context(message_move_tasks())
             stack.enter_context(execution_status_events())
             if instant_retries:

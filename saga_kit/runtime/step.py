@@ -253,18 +253,19 @@ def saga_step(
 
 def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any], Any], Any]:
     lock = threading.Lock()
-    persistence: dict[str, DynamoDBPersistenceLayer] = {}
+    persistence: dict[tuple[str, str], DynamoDBPersistenceLayer] = {}
 
-    def persistence_layer() -> DynamoDBPersistenceLayer:
+    def persistence_layer(key_prefix: str) -> DynamoDBPersistenceLayer:
         # Built on first use, not at import: the table name comes from the function's
-        # environment. Kept per table: two sagas sharing handler code (one process in the local
-        # cloud) must each write their own saga's table.
-        table = os.environ[Env.IDEMPOTENCY_TABLE]
+        # environment. Kept per table and key prefix: Powertools' configure() writes the key
+        # prefix into the layer, so two sagas, or two steps, sharing handler code (one process in
+        # the local cloud) must not share a layer, or they would write each other's records.
+        slot = (os.environ[Env.IDEMPOTENCY_TABLE], key_prefix)
         with lock:
-            if table not in persistence:
-                persistence[table] = DynamoDBPersistenceLayer(
-                    table_name=table, boto3_client=dynamodb_client())
-            return persistence[table]
+            if slot not in persistence:
+                persistence[slot] = DynamoDBPersistenceLayer(
+                    table_name=slot[0], boto3_client=dynamodb_client())
+            return persistence[slot]
 
     def run_once(key: dict[str, str], *, ctx: StepContext) -> dict[str, Any]:
         ctx.executed = True
@@ -340,12 +341,13 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             # when an in-progress record expires.
             config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
             config.register_lambda_context(context)
+            # Not the function name: keys must survive a deploy that replaces the function.
+            key_prefix = idempotency_key_prefix(ctx.saga_type, ctx.step, ctx.phase)
             guarded = idempotent_function(
                 data_keyword_argument="key",
                 config=config,
-                persistence_store=persistence_layer(),
-                # Not the function name: keys must survive a deploy that replaces the function.
-                key_prefix=idempotency_key_prefix(ctx.saga_type, ctx.step, ctx.phase),
+                persistence_store=persistence_layer(key_prefix),
+                key_prefix=key_prefix,
             )(run_once)
             result = guarded(key=idempotency_data(ctx.saga_type, ctx.saga_id, ctx.step, ctx.phase),
                              ctx=ctx)
