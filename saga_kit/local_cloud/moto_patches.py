@@ -142,11 +142,12 @@ def closed_callback_tasks() -> Iterator[None]:
 def readable_stopped_branch_history() -> Iterator[None]:
     """Keep an execution's history readable when a Parallel branch is stopped mid-task.
 
-    When a sibling branch fails, moto stops the others; a Lambda task of a stopped branch can
-    then skip evaluating its ``TimeoutSeconds`` and pop the state input from the evaluation
-    stack instead, recording it as the ``LambdaFunctionScheduled`` event's ``timeoutInSeconds``.
-    ``GetExecutionHistory`` of that execution then fails in moto's serializer (``int()`` of a
-    dict). The bogus field is dropped; the event and the rest of the history stay as they are.
+    When a sibling branch fails, moto stops the others; a task of a stopped branch (Lambda or
+    service integration) can then skip evaluating its ``TimeoutSeconds`` or ``HeartbeatSeconds``
+    and pop the state input from the evaluation stack instead, recording it as the scheduled
+    event's ``timeoutInSeconds`` / ``heartbeatInSeconds``. ``GetExecutionHistory`` of that
+    execution then fails in moto's serializer (``int()`` of a dict). The bogus fields are
+    dropped; the event and the rest of the history stay as they are.
     """
     from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 
@@ -154,10 +155,12 @@ def readable_stopped_branch_history() -> Iterator[None]:
 
     def add_event(self: Any, context: Any, event_type: Any, event_details: Any = None,
                   *args: Any, **kwargs: Any) -> int:
-        scheduled = (event_details or {}).get("lambdaFunctionScheduledEventDetails")
-        if isinstance(scheduled, dict) and not isinstance(
-                scheduled.get("timeoutInSeconds", 0), int):
-            del scheduled["timeoutInSeconds"]
+        for details in (event_details or {}).values():
+            if not isinstance(details, dict):
+                continue
+            for name in ("timeoutInSeconds", "heartbeatInSeconds"):
+                if name in details and not isinstance(details[name], int):
+                    del details[name]
         return original(self, context, event_type, event_details, *args, **kwargs)
 
     with patched(EventManager, "add_event", add_event):
