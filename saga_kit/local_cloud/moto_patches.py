@@ -99,7 +99,8 @@ def closed_callback_tasks() -> Iterator[None]:
     ``SendTaskSuccess`` overwrote the first answer while the interpreter had not read it yet
     (a saga then kept the duplicate's output), and a late reply was accepted silently. Here the
     first answer wins, an endpoint whose wait has ended is closed, and a reply or heartbeat for
-    either is refused (``InvalidToken``; AWS says ``TaskTimedOut`` or ``InvalidToken``).
+    either is refused (``InvalidToken``; AWS says ``TaskTimedOut`` or ``InvalidToken``). A
+    heartbeat for an open task whose heartbeat timer moto has not set up yet is taken.
     """
     from moto.stepfunctions.parser.asl.eval.callback.callback import (
         CallbackEndpoint,
@@ -129,6 +130,12 @@ def closed_callback_tasks() -> Iterator[None]:
         with lock:
             if callback_id in closed:
                 return False
+            endpoint = self._pool.get(callback_id)
+        if endpoint is not None and endpoint._heartbeat_endpoint is None:
+            # The task is open, but moto sets up its heartbeat timer only after the command is
+            # sent: a worker that heartbeats at once would be told InvalidToken (as if the task
+            # were closed) and drop the command. The timer starts fresh when it is set up.
+            return True
         return original_heartbeat(self, callback_id)
 
     with ExitStack() as stack:
