@@ -1,5 +1,6 @@
 """Saga Kit benchmark: prints local saga throughput and latency (kit vs bare baseline), state
-transitions per saga, each handler's cold import time and the CDK synth time.
+transitions per saga, each handler's cold import time and the CDK synth time; then the same
+figures for the travel saga (parallel group, callback step) as shipped.
 
     make bench            # or: .venv/bin/python bench/run.py [--sagas 30]
 
@@ -24,6 +25,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ENV = dict(os.environ)
 
 from stacks.order_fulfillment import ORDER_FULFILLMENT  # noqa: E402
+from stacks.travel_booking import TRAVEL_BOOKING  # noqa: E402
 
 SYNTH_SNIPPET = """
 import time, sys
@@ -72,9 +74,42 @@ def cold_imports(repeats: int = 5) -> dict[str, float]:
     }
 
 
-def local(variant: str, sagas: int) -> dict:
-    return json.loads(python("bench/measure_local.py", "--variant", variant,
+def local(variant: str, sagas: int, saga: str = "order") -> dict:
+    return json.loads(python("bench/measure_local.py", "--saga", saga, "--variant", variant,
                              "--sagas", str(sagas)).splitlines()[-1])
+
+
+def transitions_floor(definition) -> int:
+    """The fewest state transitions a saga of this shape can take on its happy path: one per
+    task, one per ``Parallel`` state and the terminal state."""
+    return len(definition.steps) + len(definition.groups) + 1
+
+
+def print_travel(travel: dict, sagas: int) -> bool:
+    """Prints the travel saga's figures; returns whether its happy path met the floor."""
+    steps, groups = len(TRAVEL_BOOKING.steps), len(TRAVEL_BOOKING.groups)
+    floor = transitions_floor(TRAVEL_BOOKING)
+    print(f"travel_booking ({steps} steps, {groups} parallel group of "
+          f"{len(TRAVEL_BOOKING.groups[0].steps)}, book_car a callback step), kit only, "
+          f"{sagas} sagas per figure")
+    print("compensated = book_hotel fails with a business error: the other branches undone")
+    print()
+    print(f"{'':38}{'happy':>12}{'compensated':>12}")
+    for key, unit in (("ms_per_saga_mean", "ms/saga (mean, sequential)"),
+                      ("ms_per_saga_p50", "ms/saga (p50, sequential)"),
+                      ("sagas_per_second", "sagas/s (8 concurrent)"),
+                      ("transitions_per_saga", "state transitions")):
+        print(f"{unit:38}{travel['happy'][key]!s:>12}{travel['compensated'][key]!s:>12}")
+    for label in ("happy", "compensated"):
+        otherwise = travel[label].get("ended_otherwise", [])
+        if otherwise:
+            print(f"{label}: {len(otherwise)} of {2 * sagas} sagas did not end as expected, "
+                  f"left out of the figures: {', '.join(otherwise)}")
+    met = travel["happy"]["transitions_per_saga"] == [floor]
+    print(f"happy-path transitions floor = {groups} Parallel + {steps} tasks + 1 terminal state"
+          f" = {floor}: "
+          f"{'met' if met else 'NOT met'}")
+    return met
 
 
 def main() -> None:
@@ -87,6 +122,7 @@ def main() -> None:
     first, again = synth_seconds()
     imports = cold_imports()
     kit, runtime, baseline = (local(v, args.sagas) for v in ("kit", "runtime", "baseline"))
+    travel = local("kit", args.sagas, saga="travel")
 
     print(f"Saga Kit benchmark — order_fulfillment ({n_steps} steps), {args.sagas} sagas per "
           f"figure, Python {sys.version.split()[0]}, {os.cpu_count()} cores")
@@ -120,7 +156,12 @@ def main() -> None:
         print(f"  {module:40}{ms:>8} ms")
     print(f"synth: {first:.1f} s in a fresh process (jsii start included), "
           f"{again:.2f} s for a second synth in the same process")
+    print()
+    travel_met = print_travel(travel, args.sagas)
     print(f"(benchmark took {time.perf_counter() - started:.0f} s)")
+    if not travel_met:
+        raise SystemExit(f"travel_booking happy path took {travel['happy']['transitions_per_saga']}"
+                         f" state transitions, not the floor {transitions_floor(TRAVEL_BOOKING)}")
 
 
 if __name__ == "__main__":
