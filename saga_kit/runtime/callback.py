@@ -27,19 +27,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
 from saga_kit.contract import TASK_TOKEN_FIELD, Env
 from saga_kit.runtime.errors import CallbackTaskClosed, MalformedCommand
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = Logger()
 
@@ -103,6 +100,14 @@ class CallbackTask:
 def serve_commands(event: dict[str, Any], context: Any, run_step: RunStep, sfn: Any
                    ) -> dict[str, Any]:
     """Answers every command of an SQS batch; returns the partial batch failures."""
+    # Imported here: every step's handler imports this module, and only workers need batching
+    # (kept off the cold start of synchronous steps).
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
     # A processor per invocation: it holds the batch's state, and the local cloud runs
     # invocations of one function concurrently in one process.
     # Every record failing is still a partial answer: each command goes back on its own.
