@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from status_items import status_change
+
 from saga_kit.runtime import BusinessError, StepContext, TransactionConditionFailed, dynamodb_client
 
 
@@ -84,19 +86,7 @@ def refund(ctx: StepContext, *, table: str, payee: str) -> int | None:
     try:
         ctx.transact_write(
             [
-                {
-                    "Update": {
-                        "TableName": table,
-                        "Key": charge_key(ctx.saga_id),
-                        "UpdateExpression": "SET #s = :refunded",
-                        "ConditionExpression": "#s = :charged",
-                        "ExpressionAttributeNames": {"#s": "status"},
-                        "ExpressionAttributeValues": {
-                            ":refunded": {"S": "refunded"},
-                            ":charged": {"S": "charged"},
-                        },
-                    }
-                },
+                status_change(table, charge_key(ctx.saga_id), "charged", "refunded"),
                 _move(table, item["customer"]["S"], amount),
                 _move(table, payee, f"-{amount}"),
             ]

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import fault_injection as faults
+from status_items import status_change
 
 from saga_kit.runtime import StepContext, TransactionConditionFailed, saga_step
 
@@ -50,19 +51,7 @@ def cancel_shipment(ctx: StepContext) -> dict[str, Any]:
     try:
         ctx.transact_write(
             [
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": {"pk": {"S": ctx.saga_id}},
-                        "UpdateExpression": "SET #s = :cancelled",
-                        "ConditionExpression": "#s = :created",
-                        "ExpressionAttributeNames": {"#s": "status"},
-                        "ExpressionAttributeValues": {
-                            ":cancelled": {"S": "cancelled"},
-                            ":created": {"S": "created"},
-                        },
-                    }
-                }
+                status_change(_table(), {"pk": {"S": ctx.saga_id}}, "created", "cancelled")
             ]
         )
     except TransactionConditionFailed:

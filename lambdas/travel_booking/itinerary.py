@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import fault_injection as faults
+from status_items import status_change
 
 from saga_kit.runtime import StepContext, TransactionConditionFailed, saga_step
 
@@ -61,19 +62,7 @@ def cancel_itinerary(ctx: StepContext) -> dict[str, Any]:
     try:
         ctx.transact_write(
             [
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": {"pk": {"S": ctx.saga_id}},
-                        "UpdateExpression": "SET #s = :cancelled",
-                        "ConditionExpression": "#s = :confirmed",
-                        "ExpressionAttributeNames": {"#s": "status"},
-                        "ExpressionAttributeValues": {
-                            ":cancelled": {"S": "cancelled"},
-                            ":confirmed": {"S": "confirmed"},
-                        },
-                    }
-                }
+                status_change(_table(), {"pk": {"S": ctx.saga_id}}, "confirmed", "cancelled")
             ]
         )
     except TransactionConditionFailed:
