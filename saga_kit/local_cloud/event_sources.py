@@ -47,6 +47,15 @@ def _record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, A
     }
 
 
+def _source(sqs_client: Any, mapping: dict[str, Any]) -> tuple[str, str, str, int, bool]:
+    """What delivering a mapping needs: queue URL and ARN, function ARN, batch size (SQS gives
+    at most 10 a receive), and whether the function reports partial batch failures."""
+    return (sqs_client.get_queue_url(QueueName=mapping["EventSourceArn"].split(":")[-1])["QueueUrl"],
+            mapping["EventSourceArn"], mapping["FunctionArn"],
+            min(int(mapping.get("BatchSize") or 10), 10),
+            "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []))
+
+
 def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
                            max_batches: int = 10_000, functions: set[str] | None = None,
                            skip: set[str] | None = None) -> int:
@@ -71,9 +80,7 @@ def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
             continue
         if skip and names & skip:
             continue
-        queue_url = sqs_client.get_queue_url(QueueName=source_arn.split(":")[-1])["QueueUrl"]
-        reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
-        batch_size = min(int(mapping.get("BatchSize") or 10), 10)
+        queue_url, _, function_arn, batch_size, reports_failures = _source(sqs_client, mapping)
         while True:
             if delivered >= max_batches:
                 raise LocalCloudError(f"{source_arn} did not drain in {max_batches} batches")
@@ -84,7 +91,7 @@ def pump_sqs_event_sources(lambda_client: Any, sqs_client: Any, region: str,
             if not messages:
                 break
             delivered += 1
-            _deliver_batch(lambda_client, sqs_client, queue_url, mapping["FunctionArn"], messages,
+            _deliver_batch(lambda_client, sqs_client, queue_url, function_arn, messages,
                            [_record(m, source_arn, region) for m in messages], reports_failures)
     return delivered
 
@@ -120,19 +127,16 @@ class ContinuousDelivery:
     """
 
     def __init__(self, lambda_client: Any, sqs_client: Any, region: str,
-                 mappings: list[dict[str, Any]], poll_seconds: float = 0.01) -> None:
+                 mappings: list[dict[str, Any]], poll_seconds: float = 0.01,
+                 idle_poll_seconds: float = 0.1) -> None:
         self._lambda = lambda_client
         self._sqs = sqs_client
         self._region = region
         self._poll = poll_seconds
+        self._idle_poll = idle_poll_seconds
         self._stop = threading.Event()
         self._batches: list[threading.Thread] = []
-        self._sources = [
-            (sqs_client.get_queue_url(QueueName=m["EventSourceArn"].split(":")[-1])["QueueUrl"],
-             m["EventSourceArn"], m["FunctionArn"], min(int(m.get("BatchSize") or 10), 10),
-             "ReportBatchItemFailures" in m.get("FunctionResponseTypes", []))
-            for m in mappings
-        ]
+        self._sources = [_source(sqs_client, m) for m in mappings]
         self._poller = threading.Thread(target=self._run, name="callback-delivery", daemon=True)
 
     def start(self) -> ContinuousDelivery:
@@ -150,7 +154,11 @@ class ContinuousDelivery:
             batch.join(timeout)
 
     def _run(self) -> None:
+        # Polling slows down while the queues stay empty: the cloud lives for a whole test
+        # session, and every receive takes the GIL from the handlers that do the work.
+        wait = self._poll
         while not self._stop.is_set():
+            delivered = False
             for queue_url, queue_arn, function_arn, batch_size, reports in self._sources:
                 try:
                     messages = self._sqs.receive_message(
@@ -170,4 +178,6 @@ class ContinuousDelivery:
                           reports), daemon=True)
                 self._batches = [b for b in self._batches if b.is_alive()] + [batch]
                 batch.start()
-            self._stop.wait(self._poll)
+                delivered = True
+            wait = self._poll if delivered else min(wait * 2, self._idle_poll)
+            self._stop.wait(wait)

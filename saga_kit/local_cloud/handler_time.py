@@ -20,10 +20,15 @@ for 20 times its timeout before it times out. The count applies to
 * the Lambda function's own ``Timeout`` (``Sandbox.Timedout``) and the context's
   ``get_remaining_time_in_millis()``, in :mod:`saga_kit.local_cloud.lambda_runner`.
 
-A callback task (``.waitForTaskToken``) has no handler: its task thread only waits for the
-worker's reply or heartbeat. That wait counts in full, like a sleep, so a callback's
-``TimeoutSeconds`` and ``HeartbeatSeconds`` are wall time: a reply the worker sends late is late
-whatever the load (choose callback timeouts with room for a busy machine).
+A callback task (``.waitForTaskToken``) has no handler of its own: its thread waits for the
+worker's reply or heartbeat, and the worker is another Lambda invocation. That wait is counted
+by what the worker is doing with the command's token, so callback timeouts and heartbeats are
+load-proof the same way:
+
+* the command not yet taken by a worker (waiting for the queue's poller), or a worker awake on
+  it: ``1/k``, the CPU-starved time a busy machine adds;
+* a worker sleeping on it (a participant that takes its time, a scenario's late reply), or no
+  worker any more (it answered nothing, the command went to the dead-letter queue): in full.
 
 Left in real time as well: ``Wait`` states, SQS visibility timeouts, Powertools' in-progress
 expiry. ``k = 1`` is plain wall time.
@@ -53,6 +58,11 @@ class HandlerTime:
         self._slept: dict[int, float] = {}
         self._sleeping_since: dict[int, float] = {}
         self._local = threading.local()
+        #: Callback task tokens -> the threads of the worker invocations handling them now.
+        self._token_workers: dict[str, list[int]] = {}
+        #: Tokens some worker has handled (and finished with).
+        self._tokens_handled: set[str] = set()
+        self._tokens_lock = threading.Lock()
 
     def slept(self, ident: int | None, now: float | None = None) -> float:
         """Seconds thread ``ident`` has spent sleeping so far (a sleep under way included)."""
@@ -61,6 +71,56 @@ class HandlerTime:
         since = self._sleeping_since.get(ident)
         total = self._slept.get(ident, 0.0)
         return total + ((now if now is not None else time.monotonic()) - since if since else 0.0)
+
+    @contextmanager
+    def working_on(self, tokens: list[str]) -> Iterator[None]:
+        """Marks the calling thread (a worker invocation) as handling these callback tokens."""
+        ident = threading.get_ident()
+        with self._tokens_lock:
+            for token in tokens:
+                self._token_workers.setdefault(token, []).append(ident)
+        try:
+            yield
+        finally:
+            with self._tokens_lock:
+                for token in tokens:
+                    workers = self._token_workers.get(token, [])
+                    if ident in workers:
+                        workers.remove(ident)
+                    if not workers:
+                        self._token_workers.pop(token, None)
+                    self._tokens_handled.add(token)
+
+    def callback_in_full(self, token: str) -> bool:
+        """Whether a callback wait on ``token`` counts in full right now (see the module doc)."""
+        with self._tokens_lock:
+            workers = list(self._token_workers.get(token, ()))
+            handled = token in self._tokens_handled
+        if workers:
+            return any(ident in self._sleeping_since for ident in workers)
+        return handled
+
+    def callback_wait(self, wait: Any, timeout: float | None, token: str) -> bool:
+        """``wait(seconds) -> bool`` in slices until it is true or ``timeout`` seconds of
+        callback time have passed; the slices that count in full are counted as the calling
+        thread's sleep, so the task's ``TimeoutSeconds`` (a :class:`Stopwatch` of this thread)
+        sees the same time."""
+        ident, spent = threading.get_ident(), 0.0
+        while True:
+            in_full = self.dilation == 1 or self.callback_in_full(token)
+            rate = 1.0 if in_full else 1.0 / self.dilation
+            left = None if timeout is None else timeout - spent
+            if left is not None and left <= 0:
+                return False
+            slice_seconds = _POLL_SECONDS if left is None else min(_POLL_SECONDS, left / rate)
+            start = time.monotonic()
+            done = wait(slice_seconds)
+            elapsed = time.monotonic() - start
+            spent += elapsed * rate
+            if in_full:
+                self._slept[ident] = self._slept.get(ident, 0.0) + elapsed
+            if done:
+                return True
 
     def stopwatch(self, ident: int | None = None) -> Stopwatch:
         """A stopwatch of handler time for thread ``ident`` (default: the calling thread)."""
@@ -94,6 +154,24 @@ class HandlerTime:
             return counted_wait
 
         counted_sleep = counted(time.sleep)
+        original_setup = CallbackEndpoint.setup_heartbeat_endpoint
+
+        def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
+            clock.callback_wait(endpoint._notify_event.wait, timeout, endpoint.callback_id)
+            return endpoint._outcome
+
+        def setup_heartbeat_endpoint(endpoint: Any, heartbeat_seconds: int) -> Any:
+            heartbeat = original_setup(endpoint, heartbeat_seconds)
+            heartbeat.callback_id = endpoint.callback_id  # whose worker paces this heartbeat
+            return heartbeat
+
+        def heartbeat_wait(heartbeat: Any) -> bool:
+            with heartbeat._mutex:
+                if heartbeat._next_heartbeat_event.is_set():
+                    heartbeat._next_heartbeat_event.clear()
+                    return True
+            return clock.callback_wait(heartbeat._next_heartbeat_event.wait,
+                                       heartbeat._heartbeat_seconds, heartbeat.callback_id)
 
         class TaskThread(threading.Thread):
             """moto's task worker thread, remembered by the thread that starts it."""
@@ -128,10 +206,10 @@ class HandlerTime:
         with ExitStack() as stack:
             stack.enter_context(patched(time, "sleep", counted_sleep))
             # A callback task's thread waiting for the worker's reply or heartbeat.
-            stack.enter_context(patched(CallbackEndpoint, "wait",
-                                        counted(CallbackEndpoint.wait)))
-            stack.enter_context(patched(HeartbeatEndpoint, "clear_and_wait",
-                                        counted(HeartbeatEndpoint.clear_and_wait)))
+            stack.enter_context(patched(CallbackEndpoint, "wait", callback_wait))
+            stack.enter_context(patched(CallbackEndpoint, "setup_heartbeat_endpoint",
+                                        setup_heartbeat_endpoint))
+            stack.enter_context(patched(HeartbeatEndpoint, "clear_and_wait", heartbeat_wait))
             stack.enter_context(patched(execute_state, "Thread", TaskThread))
             stack.enter_context(patched(execute_state, "threading", ThreadingWithTaskDeadlines()))
             yield self

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from saga_kit.contract import TASK_TOKEN_FIELD
 from saga_kit.local_cloud._patching import patched
 from saga_kit.local_cloud.env_overlay import ThreadLocalEnviron, installed_thread_local_environ
 from saga_kit.local_cloud.errors import CodeConflictError, LocalCloudError
@@ -154,6 +155,26 @@ class InvocationRecord:
     error_message: str | None
     started_at: float
     finished_at: float
+
+
+def _task_tokens(event: Any) -> list[str]:
+    """The callback task tokens in an SQS event's commands (none for any other event)."""
+    if isinstance(event, (str, bytes)):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            return []
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return []
+    tokens = []
+    for record in event["Records"]:
+        try:
+            body = json.loads(record.get("body") or "")
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if isinstance(body, dict) and isinstance(body.get(TASK_TOKEN_FIELD), str):
+            tokens.append(body[TASK_TOKEN_FIELD])
+    return tokens
 
 
 def parse_handler(handler: str) -> tuple[str, str]:
@@ -444,7 +465,9 @@ class InProcessLambdaRunner:
         started = time.time()
         payload, errored = "null", True
         try:
-            payload, errored, logs = self._invoke(fn, event)
+            # A callback worker's invocation paces the callback waits of its commands' tasks.
+            with self.handler_time.working_on(_task_tokens(event)):
+                payload, errored, logs = self._invoke(fn, event)
             return payload, errored, logs
         finally:
             error_type = error_message = None
