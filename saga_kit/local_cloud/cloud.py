@@ -49,6 +49,7 @@ from saga_kit.local_cloud.moto_patches import (
     serialized_dynamodb,
     serialized_execution_starts,
     state_machines_in_executing_backend,
+    task_answers_skip_starting_executions,
     task_failure_causes,
 )
 from saga_kit.local_cloud.sqs_move_tasks import message_move_tasks
@@ -150,6 +151,7 @@ class _SharedMoto:
             stack.enter_context(task_failure_causes())
             stack.enter_context(callback_token_per_attempt())
             stack.enter_context(closed_callback_tasks())
+            stack.enter_context(task_answers_skip_starting_executions())
             stack.enter_context(readable_stopped_branch_history())
             stack.enter_context(message_move_tasks())
             stack.enter_context(execution_status_events())

@@ -289,6 +289,29 @@ def serialized_execution_starts() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def task_answers_skip_starting_executions() -> Iterator[None]:
+    """Let a worker's heartbeat or reply pass over executions that are still starting.
+
+    ``SendTaskHeartbeat``/``Success``/``Failure`` look for the token in every running execution
+    through ``execution.exec_worker.env``, but ``StartExecution`` lists a new execution as
+    running before its worker thread has made that environment. A callback worker answering
+    while any other saga starts got an ``AttributeError`` instead of an answer; its command went back to the queue, and on a busy
+    machine the callback task timed out and a healthy trip was compensated. An execution still
+    starting has no task waiting for a token, so skipping it changes nothing else.
+    """
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend._get_executions
+
+    def started_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        return [execution for execution in original(self, execution_status)
+                if getattr(execution.exec_worker, "env", None) is not None]
+
+    with patched(StepFunctionsParserBackend, "_get_executions", started_executions):
+        yield
+
+
 class _TransactionSnapshots:
     """Stands in for the ``copy`` module inside moto's DynamoDB backend.
 

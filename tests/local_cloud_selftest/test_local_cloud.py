@@ -75,3 +75,37 @@ def test_task_timeout_and_late_handler(selftest_cloud: LocalCloud) -> None:
     assert _item(selftest_cloud, "slow") is None  # the handler is still sleeping
     selftest_cloud.wait_lambdas_idle(timeout=10)
     assert _item(selftest_cloud, "slow") is not None  # ...and finished its work afterwards
+
+
+def test_task_answer_while_another_execution_starts(selftest_cloud: LocalCloud,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's heartbeat or reply is answered while another saga is still starting (moto
+    lists that execution as running before it has an environment to look tokens up in)."""
+    import threading
+
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    held, release = threading.Event(), threading.Event()
+    original = ExecutionWorker._get_evaluation_environment
+
+    def held_environment(worker: Any) -> Any:
+        held.set()
+        release.wait(10)
+        return original(worker)
+
+    monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", held_environment)
+    sfn = selftest_cloud.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=selftest_cloud.saga_outputs()["StateMachineArn"],
+                              name=f"selftest-{uuid.uuid4().hex[:12]}",
+                              input=json.dumps({"id": "starting", "note": "held"}))["executionArn"]
+    try:
+        assert held.wait(10), "the execution never started"
+        for answer in (lambda: sfn.send_task_heartbeat(taskToken="no-such-token"),
+                       lambda: sfn.send_task_success(taskToken="no-such-token", output="{}")):
+            with pytest.raises(ClientError) as refused:
+                answer()
+            assert refused.value.response["Error"]["Code"] == "InvalidToken"
+    finally:
+        release.set()
+    assert selftest_cloud.wait_for_execution(arn, timeout=20)["status"] == "SUCCEEDED"
