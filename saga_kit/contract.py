@@ -7,7 +7,9 @@ standard library, so the Lambda runtime, the CDK side and the CLI can all depend
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_PARKED_DEADLINE_SECONDS",
+    "DEFAULT_STUCK_AFTER_SECONDS",
     "FAILED",
     "IDEMPOTENCY_HEADER",
     "MESSAGE_KIND",
@@ -33,15 +36,21 @@ __all__ = [
     "REOPENED_FROM",
     "RESERVED_STATE_KEYS",
     "RUNNING",
+    "SAGA_TAG",
     "STATUSES",
     "STATUS_CHANGE_DETAIL_TYPE",
     "STATUS_INDEX",
+    "STUCK_STATUSES",
     "TERMINAL_STATUSES",
     "UNEXPECTED_ENDING_METRIC",
+    "Dimension",
     "Env",
+    "Metric",
+    "StuckThresholds",
     "output_key",
     "pascal_name",
     "saga_outputs",
+    "state_name",
 ]
 
 # -- environment variables the constructs set and the runtime reads ----------------------------
@@ -73,6 +82,8 @@ class Env:
     API_ROUTES: Final = "SAGA_API_ROUTES"
     API_MAX_BODY_BYTES: Final = "SAGA_API_MAX_BODY_BYTES"
     API_REQUIRE_IDEMPOTENCY_KEY: Final = "SAGA_API_REQUIRE_IDEMPOTENCY_KEY"
+    #: The stuck detector's thresholds, as :meth:`StuckThresholds.to_json` writes them.
+    STUCK_THRESHOLDS: Final = "SAGA_STUCK_THRESHOLDS"
 
 
 #: The error a branch of a parallel group ends with when one of its steps failed; its cause is
@@ -145,10 +156,106 @@ DEFAULT_PARKED_DEADLINE_SECONDS: Final = 90 * 24 * 3600
 
 # -- metrics ----------------------------------------------------------------------------------
 
-#: Namespace of every metric the kit's functions emit (Powertools EMF).
+#: Default namespace of every metric the kit's functions emit (Powertools EMF); a saga may set
+#: its own (``Saga(metrics_namespace=...)``).
 METRICS_NAMESPACE: Final = "SagaKit"
-PAST_DEADLINE_METRIC: Final = "ParkedPastDeadline"
-UNEXPECTED_ENDING_METRIC: Final = "SagaFailedUnexpectedly"
+
+
+class Metric:
+    """The kit's CloudWatch metric names (EMF, unit in brackets).
+
+    Saga outcomes are counted from the saga store's status changes (one stream record per
+    change, so a retried handler or a duplicate event never counts twice); step metrics by the
+    step runtime, once per invocation that ran (a duplicate answered from the idempotency
+    record counts nothing); ``SagasStuck`` by the stuck detector at each run.
+    """
+
+    #: Dimension ``SagaType`` [Count]: the saga got its first status.
+    SAGA_STARTED: Final = "SagaStarted"
+    #: ``SagaType`` [Count]: terminal outcomes, from what Step Functions decided.
+    SAGA_COMPLETED: Final = "SagaCompleted"
+    SAGA_COMPENSATED: Final = "SagaCompensated"
+    #: ``SagaType`` [Count]: a compensation gave up; the saga waits in the compensation queue.
+    SAGA_PARKED: Final = "SagaParked"
+    #: ``SagaType`` [Count]: an ending the saga does not expect (ForwardRecoveryFailed,
+    #: States.Runtime, TIMED_OUT, ABORTED...); its participants may hold effects.
+    SAGA_FAILED_UNEXPECTEDLY: Final = "SagaFailedUnexpectedly"
+    #: ``SagaType`` [Milliseconds]: from the saga's first status to its terminal one.
+    SAGA_DURATION: Final = "SagaDuration"
+    #: ``SagaType``, ``Step`` [Count / Milliseconds]: one per action invocation that ran.
+    STEP_SUCCEEDED: Final = "StepSucceeded"
+    STEP_FAILED: Final = "StepFailed"
+    STEP_DURATION: Final = "StepDuration"
+    #: ``SagaType``, ``Step`` [Count / Milliseconds]: one per compensation invocation that ran.
+    COMPENSATION_SUCCEEDED: Final = "CompensationSucceeded"
+    COMPENSATION_FAILED: Final = "CompensationFailed"
+    COMPENSATION_DURATION: Final = "CompensationDuration"
+    #: ``SagaType`` [Count]: sagas past their stuck threshold at the detector's last run.
+    SAGAS_STUCK: Final = "SagasStuck"
+    #: ``SagaType`` [Count]: a parked saga's redrive refused, past its parked deadline.
+    PARKED_PAST_DEADLINE: Final = "ParkedPastDeadline"
+
+    #: The saga outcome counted for each status a saga enters (``running`` only the first time).
+    BY_STATUS: Final[Mapping[str, str]] = {
+        "running": SAGA_STARTED,
+        "completed": SAGA_COMPLETED,
+        "compensated": SAGA_COMPENSATED,
+        "parked": SAGA_PARKED,
+        "failed": SAGA_FAILED_UNEXPECTEDLY,
+    }
+
+
+class Dimension:
+    """The dimensions of the kit's metrics: the saga type always, the step where it applies."""
+
+    SAGA_TYPE: Final = "SagaType"
+    STEP: Final = "Step"
+
+
+PAST_DEADLINE_METRIC: Final = Metric.PARKED_PAST_DEADLINE
+UNEXPECTED_ENDING_METRIC: Final = Metric.SAGA_FAILED_UNEXPECTEDLY
+
+# -- stuck sagas ----------------------------------------------------------------------------------
+
+#: Default of ``SagaDefinition.stuck_after_seconds``.
+DEFAULT_STUCK_AFTER_SECONDS: Final = 15 * 60
+#: The statuses in which a saga can be stuck. ``parked`` is not among them: a parked saga waits
+#: for an operator on purpose, and the compensation queue's alarms already say so.
+STUCK_STATUSES: Final = ("running", "compensating")
+
+
+def state_name(step: str, phase: str) -> str:
+    """The state machine's state for one phase of a step: ``reserve`` and ``compensate_reserve``."""
+    return step if phase == "action" else f"compensate_{step}"
+
+
+@dataclass(frozen=True)
+class StuckThresholds:
+    """When a saga counts as stuck: no progress for ``saga_seconds``, or a callback task (by
+    state name) waiting for its reply longer than its own threshold."""
+
+    saga_seconds: int
+    callback_seconds: Mapping[str, int] = field(default_factory=dict)
+
+    def for_state(self, state: str | None) -> int:
+        """The threshold of a saga whose execution is in ``state`` (a callback task's own, if
+        it has one)."""
+        return self.callback_seconds.get(state or "", self.saga_seconds)
+
+    @property
+    def smallest(self) -> int:
+        """The smallest threshold: sagas idle for less than this are certainly not stuck."""
+        return min([self.saga_seconds, *self.callback_seconds.values()])
+
+    def to_json(self) -> str:
+        return json.dumps({"saga_seconds": self.saga_seconds,
+                           "callback_seconds": dict(self.callback_seconds)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StuckThresholds:
+        data = json.loads(text)
+        return cls(saga_seconds=int(data["saga_seconds"]),
+                   callback_seconds={k: int(v) for k, v in data.get("callback_seconds", {}).items()})
 
 # -- the front door ---------------------------------------------------------------------------
 
@@ -168,7 +275,11 @@ OUTPUT_KEYS: Final = (
     "CompensationDeadLetterQueueUrl",
     "CompensationDeadLetterQueueArn",
     "RedriveFunctionName",
+    "ExecutionLogGroupName",
 )
+
+#: Tag the ``Saga`` construct puts on every resource of a saga, valued with the saga's name.
+SAGA_TAG: Final = "saga-kit:saga"
 
 
 def pascal_name(name: str) -> str:

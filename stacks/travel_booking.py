@@ -46,7 +46,9 @@ TRAVEL_BOOKING = SagaDefinition(
             # within 20 s, or a silence of 6 s between its heartbeats, compensates the trip.
             Step("book_car", action="travel_booking.cars.book_car",
                  compensation="travel_booking.cars.cancel_car", timeout_seconds=20,
-                 callback=Callback(heartbeat_seconds=6),
+                 # A car worker still silent after 10 s is reported by the stuck detector,
+                 # long before the saga's 15 minutes.
+                 callback=Callback(heartbeat_seconds=6, stuck_after_seconds=10),
                  retry=RetryPolicy(max_attempts=2, interval_seconds=1, max_delay_seconds=4),
                  max_result_bytes=RESULT_BYTES),
         ]),

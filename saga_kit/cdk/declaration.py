@@ -44,6 +44,9 @@ from saga_kit.contract import (
     DEFAULT_MAX_COMPENSATION_RESULT_BYTES,
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_STUCK_AFTER_SECONDS,
+    StuckThresholds,
+    state_name,
 )
 
 #: The errors Lambda itself raises when the service, not the handler, failed or throttled.
@@ -194,12 +197,17 @@ class Callback:
         batch_size: Commands per worker invocation.
         max_receive_count: Deliveries of a command the worker could not answer before SQS moves
             it to the worker queue's dead-letter queue (which has an alarm).
+        stuck_after_seconds: How long the saga may wait for this step's reply before the stuck
+            detector reports it (and the step's command queue alarm fires when a command waits
+            that long unread). ``None`` uses the saga's ``stuck_after_seconds``. Must be below
+            the step's ``timeout_seconds``: past it the saga stops waiting and compensates.
     """
 
     heartbeat_seconds: int | None = None
     compensation: bool = False
     batch_size: int = 1
     max_receive_count: int = 3
+    stuck_after_seconds: int | None = None
 
 
 #: Default budget of a step after the pivot: it must eventually succeed, so it may take long.
@@ -397,6 +405,9 @@ class SagaDefinition:
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     #: Standard (default) or Express state machine; see :class:`WorkflowType`.
     workflow: WorkflowType = WorkflowType.STANDARD
+    #: How long a saga may stay running or compensating without progress (no step finishing)
+    #: before the stuck detector reports it and ``SagasStuck`` counts it. Default 15 minutes.
+    stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
     stages: tuple[Stage, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -448,6 +459,19 @@ class SagaDefinition:
                 + sum(s.max_result_bytes for s in self.steps)
                 + sum(s.max_compensation_result_bytes for s in self.steps if s.compensation)
                 + FAILURE_RECORDS_BYTES)
+
+    def stuck_thresholds(self) -> StuckThresholds:
+        """What the stuck detector compares against: the saga's threshold, and each callback
+        task's own, by the task's state name."""
+        callbacks: dict[str, int] = {}
+        for step in self.steps:
+            if step.callback is None or step.callback.stuck_after_seconds is None:
+                continue
+            for phase in ("action", "compensation"):
+                if step.is_callback(phase):
+                    callbacks[state_name(step.name, phase)] = step.callback.stuck_after_seconds
+        return StuckThresholds(saga_seconds=self.stuck_after_seconds,
+                               callback_seconds=callbacks)
 
     def worst_case_seconds(self) -> float:
         """Longest the saga can run: every action to the last, then every compensation, each
@@ -511,6 +535,10 @@ def _problems(saga: SagaDefinition) -> list[str]:
             f"input_model '{saga.input_model}': give the dotted path of a pydantic model in the "
             "Lambda code, e.g. 'order_fulfillment.schema.OrderRequest'"
         )
+    if not isinstance(saga.stuck_after_seconds, int) or saga.stuck_after_seconds < 1:
+        problems.append(
+            f"stuck_after_seconds={saga.stuck_after_seconds!r}: give the whole seconds a saga may "
+            "go without progress before it is reported stuck (at least 1; default 900)")
     if not saga.steps:
         problems.append("no steps: declare at least one Step")
         return problems
@@ -644,6 +672,12 @@ def _callback_problems(where: str, step: Step) -> list[str]:
         problems.append(f"{where}: Callback batch_size={callback.batch_size}; use 1 to 10")
     if callback.max_receive_count < 1:
         problems.append(f"{where}: Callback max_receive_count must be at least 1")
+    stuck = callback.stuck_after_seconds
+    if stuck is not None and not 1 <= stuck < step.timeout_seconds:
+        problems.append(
+            f"{where}: Callback stuck_after_seconds={stuck} must be at least 1 and below "
+            f"timeout_seconds={step.timeout_seconds} (past the timeout the saga no longer waits: "
+            "it compensates); lower it, or leave it out to use the saga's stuck_after_seconds")
     return problems
 
 
