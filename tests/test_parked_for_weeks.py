@@ -18,7 +18,6 @@ from demo.order_demo import OrderParticipants, OrderTables, order_input
 from saga_kit.cli.dlq import list_parked, redrive
 from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 from saga_kit.local_cloud.wall_clock import ShiftedWallClock
-from tests.emf import json_lines
 
 SKU, CUSTOMER, PRICE = "sku-weeks", "customer-weeks", 1999
 #: The charge is made, then the handler crashes: the saga compensates, and the refund keeps
@@ -29,7 +28,7 @@ ROUND_DAYS = 12  # under SQS's 14-day retention: a message is never dropped betw
 
 
 @pytest.fixture(scope="module")
-def weeks(reserve_and_charge: Any, capsys_module: Any) -> dict[str, Any]:
+def weeks(reserve_and_charge: Any) -> dict[str, Any]:
     cloud = reserve_and_charge
     outputs = cloud.outputs
     p = OrderParticipants(cloud.client("dynamodb"), OrderTables.from_outputs(outputs))
@@ -61,36 +60,15 @@ def weeks(reserve_and_charge: Any, capsys_module: Any) -> dict[str, Any]:
                 p.set_fault_rules(sagas["fixed_in_time"], None)
             if day == 96:  # the second one's, after the 90-day deadline
                 p.set_fault_rules(sagas["past_deadline"], None)
-            capsys_module.readouterr()
+            mark = len(cloud.metrics.documents())
             redrive(sqs, dlq_arn)
             cloud.pump_event_sources()
-            emf.extend(m for m in json_lines(capsys_module.readouterr().out) if "_aws" in m)
+            emf.extend(cloud.metrics.documents()[mark:])
             statuses[day] = {name: _status(cloud, saga_id) for name, saga_id in sagas.items()}
         in_dlq = {v.saga_id: v for v in list_parked(sqs, dlq_url)}
         swept[97] = cloud.sweep_expired_items(clock.time() + 86400)
     return {"p": p, "sagas": sagas, "statuses": statuses, "swept": swept, "emf": emf,
             "in_dlq": in_dlq, "parked_effects": parked_effects, "cloud": cloud}
-
-
-@pytest.fixture(scope="module")
-def capsys_module() -> Any:
-    """Reads what handlers print (EMF metrics) during the module's rounds."""
-    import io
-    import sys
-
-    class Capture:
-        def __init__(self) -> None:
-            self.buffer = io.StringIO()
-
-        def readouterr(self) -> Any:
-            value, self.buffer = self.buffer.getvalue(), io.StringIO()
-            sys.stdout = self.buffer
-            return type("Out", (), {"out": value})
-
-    capture = Capture()
-    previous, sys.stdout = sys.stdout, capture.buffer
-    yield capture
-    sys.stdout = previous
 
 
 def _status(cloud: Any, saga_id: str) -> dict[str, Any]:

@@ -11,8 +11,9 @@ import pytest
 
 from demo.order_demo import order_input
 from saga_kit.cli.executions import history, start_saga
-from saga_kit.cli.stuck import find_stuck
+from saga_kit.contract import StuckThresholds
 from saga_kit.runtime import store
+from saga_kit.runtime.stuck import find_stuck
 
 BROKE = "customer-store-broke"
 
@@ -90,12 +91,12 @@ def test_completed_saga_is_completed_with_every_step(cloud: Any, store_table: st
     assert item["created_at"] <= item["updated_at"]
 
 
-def test_endings_no_handler_sees_come_from_the_status_events(
-    cloud: Any, store_table: str, capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_endings_no_handler_sees_come_from_the_status_events(cloud: Any, store_table: str) -> None:
     # The confirmation keeps failing after the pivot: forward recovery gives up, and only Step
     # Functions knows. Its status event makes the saga failed.
-    capsys.readouterr()
+    cloud.wait_lambdas_idle()
+    cloud.wait_for_stream_delivery()
+    mark = len(cloud.metrics.documents())
     saga_id, _, described = _run(cloud, customer="customer-store",
                                  faults=[{"step": "send_confirmation", "kind": "business_error"}])
     assert described["error"] == "ForwardRecoveryFailed.send_confirmation"
@@ -104,15 +105,18 @@ def test_endings_no_handler_sees_come_from_the_status_events(
     assert item["execution_error"] == "ForwardRecoveryFailed.send_confirmation"
     assert item["execution_cause"]["step"] == "send_confirmation"
     # Not one of the saga's own endings: recorded with its reason, and counted once for the
-    # SagaFailedUnexpectedly alarm (dimensions as the alarm in the template has them).
+    # SagaFailedUnexpectedly alarm, from the store's change (dimensions as the alarm has them).
     assert item["unexpected_ending"] == "FAILED: ForwardRecoveryFailed.send_confirmation"
     assert store.describe(item)["unexpected_ending"] == item["unexpected_ending"]
-    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-               if line.startswith('{"_aws"') and "SagaFailedUnexpectedly" in line]
-    assert len(metrics) == 1
-    assert (metrics[0]["SagaType"], metrics[0]["service"]) == ("order_fulfillment",
-                                                              "order_fulfillment")
-    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SagaKit"
+    cloud.wait_for_stream_delivery()
+    metrics = cloud.metrics.documents()[mark:]
+    unexpected = [m for m in metrics if "SagaFailedUnexpectedly" in m]
+    assert len(unexpected) == 1
+    assert unexpected[0]["SagaType"] == "order_fulfillment" and "service" not in unexpected[0]
+    assert unexpected[0]["_aws"]["CloudWatchMetrics"][0] == {
+        "Namespace": "SagaKit", "Dimensions": [["SagaType"]],
+        "Metrics": [{"Name": "SagaFailedUnexpectedly", "Unit": "Count"},
+                    {"Name": "SagaDuration", "Unit": "Milliseconds"}]}
 
 
 def test_a_completed_saga_has_no_unexpected_ending(cloud: Any, store_table: str) -> None:
@@ -143,10 +147,11 @@ def test_stuck_compensating_sagas_are_one_query(cloud: Any, store_table: str) ->
                extra_set={"current_step": "charge_payment"}, now=now - timedelta(minutes=20))
     store.move(dynamodb, store_table, "order_fulfillment", "stuck-fresh", store.COMPENSATING,
                now=now - timedelta(minutes=2))
-    stuck = find_stuck(dynamodb, store_table, status="compensating",
-                       older_than=timedelta(minutes=15), now=now)
-    assert [s["saga_id"] for s in stuck] == ["stuck-old"]
-    assert stuck[0]["current_step"] == "charge_payment"
+    stuck = find_stuck(dynamodb, None, store_table, StuckThresholds(saga_seconds=15 * 60),
+                       statuses=("compensating",), now=now)
+    assert [s.saga_id for s in stuck] == ["stuck-old"]
+    assert stuck[0].step == "charge_payment"
+    assert stuck[0].status == "compensating" and round(stuck[0].idle_seconds) == 20 * 60
 
 
 def test_log_is_bounded_and_counts_what_it_drops(cloud: Any, store_table: str,
@@ -169,7 +174,7 @@ def test_saga_stuck_command_lists_them(cloud: Any, store_table: str) -> None:
 
     store.move(cloud.client("dynamodb"), store_table, "order_fulfillment", "stuck-for-cli",
                store.PARKED, now=datetime.now(UTC) - timedelta(hours=2))
-    shown = CliRunner().invoke(app, ["stuck", "--status", "parked", "--older-than-minutes", "60",
+    shown = CliRunner().invoke(app, ["stuck", "--status", "parked", "--older-than", "1h",
                                      "--stack", cloud.stack_name, "--region", cloud.region,
                                      "--json"])
     assert shown.exit_code == 0, shown.output

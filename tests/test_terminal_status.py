@@ -116,15 +116,18 @@ def _status_event(rc: dict[str, Any], saga_id: str, status: str, **detail: Any) 
 
 
 def test_an_aborted_execution_is_failed_until_step_functions_redrives_it(
-    rc: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    rc: dict[str, Any],
 ) -> None:
-    dynamodb, table = rc["cloud"].client("dynamodb"), rc["cloud"].saga_outputs()["StoreTableName"]
+    cloud = rc["cloud"]
+    dynamodb, table = cloud.client("dynamodb"), cloud.saga_outputs()["StoreTableName"]
     saga_id = "aborted-then-redriven"
     store.move(dynamodb, table, "reserve_and_charge", saga_id, store.RUNNING)
-    capsys.readouterr()
+    cloud.wait_lambdas_idle()
+    cloud.wait_for_stream_delivery()
+    mark = len(cloud.metrics.documents())
     assert _status_event(rc, saga_id, "ABORTED")["recorded"] == "failed"
-    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-               if line.startswith('{"_aws"')]
+    cloud.wait_for_stream_delivery()
+    metrics = [m for m in cloud.metrics.documents()[mark:] if m.get("SagaType") == "reserve_and_charge"]
     assert [m["SagaFailedUnexpectedly"] for m in metrics if "SagaFailedUnexpectedly" in m] == [[1.0]]
     item = store.item_to_json(dynamodb.get_item(TableName=table, ConsistentRead=True,
                                                 Key=store.key("reserve_and_charge", saga_id))["Item"])

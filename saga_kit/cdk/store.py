@@ -36,9 +36,11 @@ class SagaStore(Construct):
     def __init__(self, scope: Construct, construct_id: str, *,
                  removal_policy: RemovalPolicy = RemovalPolicy.RETAIN) -> None:
         super().__init__(scope, construct_id)
+        # The stream carries each status change once: the saga outcome metrics count from it.
         self.table: dynamodb.Table = durable_table(
             self, "Table", partition_key="saga_type", sort_key="saga_id",
             ttl_attribute="expires_at", removal_policy=removal_policy,
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
         )
         self.table.add_global_secondary_index(
             index_name=STATUS_INDEX,

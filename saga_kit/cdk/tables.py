@@ -15,6 +15,7 @@ def durable_table(
     sort_key: str | None = None,
     ttl_attribute: str | None = None,
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    stream: dynamodb.StreamViewType | None = None,
 ) -> dynamodb.Table:
     """A string-keyed table with PITR and AWS-managed encryption (what cdk-nag and an audit expect).
 
@@ -37,4 +38,5 @@ def durable_table(
         ),
         encryption=dynamodb.TableEncryption.AWS_MANAGED,
         removal_policy=removal_policy,
+        stream=stream,
     )

@@ -30,12 +30,16 @@ from saga_kit.local_cloud.assembly import StackArtifact, asset_bytes, file_asset
 from saga_kit.local_cloud.errors import DeployError, LocalCloudError, ResourceLookupError
 from saga_kit.local_cloud.event_sources import (
     ContinuousDelivery,
+    MotoStreams,
+    StreamDelivery,
     no_inline_sqs_delivery,
+    no_inline_stream_delivery,
     pump_sqs_event_sources,
 )
 from saga_kit.local_cloud.handler_time import HandlerTime
 from saga_kit.local_cloud.iam import AccessDenial, IamEnforcer
 from saga_kit.local_cloud.lambda_runner import InProcessLambdaRunner, InvocationRecord
+from saga_kit.local_cloud.metrics import EmfSink, captured_emf
 from saga_kit.local_cloud.moto_patches import (
     ResourceFailure,
     callback_token_per_attempt,
@@ -52,6 +56,7 @@ from saga_kit.local_cloud.moto_patches import (
     task_answers_skip_starting_executions,
     task_failure_causes,
 )
+from saga_kit.local_cloud.skipped_references import resolve_skipped_references
 from saga_kit.local_cloud.sqs_move_tasks import message_move_tasks
 from saga_kit.local_cloud.status_events import execution_status_events
 from saga_kit.local_cloud.wall_clock import sweep_expired_items
@@ -155,6 +160,10 @@ class _SharedMoto:
             stack.enter_context(readable_stopped_branch_history())
             stack.enter_context(message_move_tasks())
             stack.enter_context(execution_status_events())
+            stack.enter_context(no_inline_stream_delivery())
+            #: The EMF documents the handlers printed (the local CloudWatch for metrics).
+            self.metrics = EmfSink()
+            stack.enter_context(captured_emf(self.metrics))
             if instant_retries:
                 stack.enter_context(instant_retry_backoff())
             stack.enter_context(self.handler_time.installed())
@@ -263,6 +272,7 @@ class LocalCloud:
         #: Names of the stack's callback workers, served by :attr:`_callback_delivery`.
         self.callback_workers: set[str] = set()
         self._callback_delivery: ContinuousDelivery | None = None
+        self._stream_delivery: StreamDelivery | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -299,6 +309,7 @@ class LocalCloud:
             self._prepare_functions()
             self._warm_state_machines()
             self._start_callback_delivery()
+            self._start_stream_delivery()
         except BaseException:
             self.stop()
             raise
@@ -318,6 +329,9 @@ class LocalCloud:
         if self._callback_delivery is not None:
             self._callback_delivery.stop()
             self._callback_delivery = None
+        if self._stream_delivery is not None:
+            self._stream_delivery.stop()
+            self._stream_delivery = None
         if self.stack_id and engine.users > 1:
             # moto's state outlives this cloud; free the stack name for a later cloud.
             try:
@@ -370,7 +384,8 @@ class LocalCloud:
             try:
                 created = cfn.create_stack(
                     StackName=artifact.stack_name,
-                    TemplateBody=json.dumps(artifact.template),
+                    TemplateBody=json.dumps(resolve_skipped_references(
+                        artifact.template, self.account_id, self.region)),
                     Capabilities=CAPABILITIES,
                 )
             except Exception as exc:
@@ -472,6 +487,35 @@ class LocalCloud:
                     and m.get("EventSourceArn", "").startswith("arn:aws:sqs:")]
         self._callback_delivery = ContinuousDelivery(
             lambda_client, self.client("sqs"), self.region, mappings).start()
+
+    def _start_stream_delivery(self) -> None:
+        """DynamoDB stream mappings (the saga store's outcome metrics) get their records in the
+        background, in order, as Lambda's stream poller would deliver them."""
+        own = {r.physical_id for r in self.resources.values()
+               if r.resource_type == "AWS::Lambda::Function"}
+        lambda_client = self.client("lambda")
+        mappings = [m for page in lambda_client.get_paginator("list_event_source_mappings")
+                    .paginate() for m in page["EventSourceMappings"]
+                    if m["FunctionArn"].split(":")[-1] in own
+                    and ":dynamodb:" in m.get("EventSourceArn", "")]
+        self._stream_delivery = StreamDelivery(
+            lambda_client, MotoStreams(self.account_id, self.region), self.client("sqs"),
+            mappings).start()
+
+    @property
+    def metrics(self) -> EmfSink:
+        """The EMF documents every handler of this process printed so far (clouds sharing one
+        moto share it): what CloudWatch would have made metrics of."""
+        if self._engine is None:
+            raise LocalCloudError("this LocalCloud is not running; call start() or use it in a with block")
+        return self._engine.metrics
+
+    def wait_for_stream_delivery(self, timeout: float = 10.0) -> None:
+        """Waits until every DynamoDB stream record written so far was delivered to its mapped
+        function (the saga outcome metrics count from the store's stream)."""
+        if self._stream_delivery is not None:
+            self._stream_delivery.wait_drained(timeout)
+        self._raise_harness_errors()
 
     def _warm_state_machines(self) -> None:
         """Parse each state machine's definition once now.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -116,7 +117,57 @@ def _deliver_batch(lambda_client: Any, sqs_client: Any, queue_url: str, function
             sqs_client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-class ContinuousDelivery:
+class _BackgroundPoller:
+    """A daemon thread that runs delivery rounds until stopped.
+
+    Polling slows down while rounds find nothing: the cloud lives for a whole test session, and
+    every poll takes the GIL from the handlers that do the work. A round that fails while the
+    cloud is stopping ends the thread quietly.
+    """
+
+    def __init__(self, name: str, has_sources: bool, poll_seconds: float,
+                 idle_poll_seconds: float) -> None:
+        self._has_sources = has_sources
+        self._poll = poll_seconds
+        self._idle_poll = idle_poll_seconds
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Any:
+        """Starts polling (a no-op without mappings); returns the poller."""
+        if self._has_sources:
+            self._poller.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops polling, waiting up to ``timeout`` for the round under way."""
+        self._stop.set()
+        if self._poller.is_alive():
+            self._poller.join(timeout)
+
+    def _round(self) -> bool:
+        """One pass over the sources; whether it delivered anything."""
+        raise NotImplementedError
+
+    def _idle_round(self) -> None:
+        """Called after a round that delivered nothing."""
+
+    def _run(self) -> None:
+        wait = self._poll
+        while not self._stop.is_set():
+            try:
+                delivered = self._round()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                raise
+            if not delivered:
+                self._idle_round()
+            wait = self._poll if delivered else min(wait * 2, self._idle_poll)
+            self._stop.wait(wait)
+
+
+class ContinuousDelivery(_BackgroundPoller):
     """Delivers the messages of some SQS event source mappings as they arrive, in the
     background, each batch in its own thread, the way Lambda's poller serves a queue.
 
@@ -129,55 +180,193 @@ class ContinuousDelivery:
     def __init__(self, lambda_client: Any, sqs_client: Any, region: str,
                  mappings: list[dict[str, Any]], poll_seconds: float = 0.01,
                  idle_poll_seconds: float = 0.1) -> None:
+        sources = [_source(sqs_client, m) for m in mappings]
+        super().__init__("callback-delivery", bool(sources), poll_seconds, idle_poll_seconds)
         self._lambda = lambda_client
         self._sqs = sqs_client
         self._region = region
-        self._poll = poll_seconds
-        self._idle_poll = idle_poll_seconds
-        self._stop = threading.Event()
         self._batches: list[threading.Thread] = []
-        self._sources = [_source(sqs_client, m) for m in mappings]
-        self._poller = threading.Thread(target=self._run, name="callback-delivery", daemon=True)
-
-    def start(self) -> ContinuousDelivery:
-        """Starts polling (a no-op without mappings)."""
-        if self._sources:
-            self._poller.start()
-        return self
+        self._sources = sources
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops polling and waits up to ``timeout`` for the batches under way."""
-        self._stop.set()
-        if self._poller.is_alive():
-            self._poller.join(timeout)
+        super().stop(timeout)
         for batch in list(self._batches):
             batch.join(timeout)
 
-    def _run(self) -> None:
-        # Polling slows down while the queues stay empty: the cloud lives for a whole test
-        # session, and every receive takes the GIL from the handlers that do the work.
-        wait = self._poll
-        while not self._stop.is_set():
-            delivered = False
-            for queue_url, queue_arn, function_arn, batch_size, reports in self._sources:
-                try:
-                    messages = self._sqs.receive_message(
-                        QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0,
-                        AttributeNames=["All"], MessageAttributeNames=["All"],
-                    ).get("Messages", [])
-                except Exception:  # the cloud is stopping under us
-                    if self._stop.is_set():
-                        return
-                    raise
-                if not messages:
-                    continue
-                records = [_record(m, queue_arn, self._region) for m in messages]
-                batch = threading.Thread(
-                    target=_deliver_batch, name=f"deliver-{queue_arn.split(':')[-1]}",
-                    args=(self._lambda, self._sqs, queue_url, function_arn, messages, records,
-                          reports), daemon=True)
-                self._batches = [b for b in self._batches if b.is_alive()] + [batch]
-                batch.start()
-                delivered = True
-            wait = self._poll if delivered else min(wait * 2, self._idle_poll)
-            self._stop.wait(wait)
+    def _round(self) -> bool:
+        delivered = False
+        for queue_url, queue_arn, function_arn, batch_size, reports in self._sources:
+            messages = self._sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0,
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            records = [_record(m, queue_arn, self._region) for m in messages]
+            batch = threading.Thread(
+                target=_deliver_batch, name=f"deliver-{queue_arn.split(':')[-1]}",
+                args=(self._lambda, self._sqs, queue_url, function_arn, messages, records,
+                      reports), daemon=True)
+            self._batches = [b for b in self._batches if b.is_alive()] + [batch]
+            batch.start()
+            delivered = True
+        return delivered
+
+
+# -- DynamoDB streams -------------------------------------------------------------------------
+
+
+@contextmanager
+def no_inline_stream_delivery() -> Iterator[None]:
+    """Stops moto from invoking DynamoDB stream mappings inside the write that made the record.
+
+    moto calls the function synchronously, in the writer's thread (a handler's own store write
+    would run another handler inside it), retries nothing, and then empties the shard, so a
+    reader of the stream sees nothing. :class:`StreamDelivery` delivers instead.
+    """
+    from moto.dynamodb.models.table import Table
+
+    registry = property(lambda _table: {}, lambda _table, _value: None)
+    with patched(Table, "lambda_event_source_mappings", registry):
+        yield
+
+
+class MotoStreams:
+    """The three DynamoDB Streams calls the delivery needs, straight on moto's backend.
+
+    boto3's ``dynamodbstreams`` client gets "404 Not yet implemented" from ``mock_aws`` in moto
+    5.2.5, while the backend behind it works; the local cloud runs in-process, so it reads the
+    backend, with the same request and answer shapes as the API.
+    """
+
+    def __init__(self, account_id: str, region: str) -> None:
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+        self._backend = dynamodbstreams_backends[account_id][region]
+
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:
+        return {"StreamDescription": self._backend.describe_stream(StreamArn)}
+
+    def get_shard_iterator(self, StreamArn: str, ShardId: str,
+                           ShardIteratorType: str) -> dict[str, Any]:
+        iterator = self._backend.get_shard_iterator(StreamArn, ShardId, ShardIteratorType)
+        return {"ShardIterator": iterator.arn}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        return dict(self._backend.get_records(ShardIterator, Limit))
+
+
+class _StreamSource:
+    """One stream mapping: where its shard iterator stands, and what a failed batch becomes."""
+
+    def __init__(self, streams: Any, mapping: dict[str, Any]) -> None:
+        self.stream_arn: str = mapping["EventSourceArn"]
+        self.function_arn: str = mapping["FunctionArn"]
+        self.batch_size = int(mapping.get("BatchSize") or 100)
+        self.reports_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
+        self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
+        self.on_failure = (mapping.get("DestinationConfig", {}).get("OnFailure", {})
+                           .get("Destination", ""))
+        shard = streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]
+        self.shard_id: str = shard["ShardId"]
+        self.iterator: str = streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=self.shard_id,
+            ShardIteratorType=mapping.get("StartingPosition") or "TRIM_HORIZON")["ShardIterator"]
+
+
+class StreamDelivery(_BackgroundPoller):
+    """Delivers the DynamoDB stream records of some event source mappings in the background, in
+    order, the way Lambda's stream poller does.
+
+    A batch is retried until it succeeds, from its first failed record when the function reports
+    partial failures, up to the mapping's ``MaximumRetryAttempts``; then the batch's position
+    goes to the on-failure destination (an SQS queue) and delivery moves on, as on AWS. Retries
+    follow at once (Lambda backs off; tests should not wait for it). :meth:`wait_drained` waits
+    until every record written so far was delivered.
+    """
+
+    def __init__(self, lambda_client: Any, streams_client: Any, sqs_client: Any,
+                 mappings: list[dict[str, Any]], poll_seconds: float = 0.01,
+                 idle_poll_seconds: float = 0.1) -> None:
+        sources = [_StreamSource(streams_client, m) for m in mappings]
+        super().__init__("stream-delivery", bool(sources), poll_seconds, idle_poll_seconds)
+        self._lambda = lambda_client
+        self._streams = streams_client
+        self._sqs = sqs_client
+        self._sources = sources
+        self._idle = threading.Condition()
+        self._rounds = 0
+
+    def wait_drained(self, timeout: float = 10.0) -> None:
+        """Waits for a whole polling round that found nothing new, begun after this call:
+        every change written before it has then been delivered. ``TimeoutError`` otherwise."""
+        if not self._poller.is_alive():
+            return
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            wanted = self._rounds + 2  # the round under way may have read before our caller wrote
+            while self._rounds < wanted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"stream records still undelivered after {timeout} s")
+                self._idle.wait(remaining)
+
+    def _round(self) -> bool:
+        return any([self._deliver_next(source) for source in self._sources])
+
+    def _idle_round(self) -> None:
+        with self._idle:
+            self._rounds += 1
+            self._idle.notify_all()
+
+    def _deliver_next(self, source: _StreamSource) -> bool:
+        page = self._streams.get_records(ShardIterator=source.iterator, Limit=source.batch_size)
+        records = page.get("Records", [])
+        if not records:
+            return False
+        for record in records:
+            record.setdefault("eventSourceARN", source.stream_arn)
+            record.setdefault("eventSource", "aws:dynamodb")
+        pending = records
+        attempts = 0
+        while pending:
+            failed_from = self._invoke(source, pending)
+            if failed_from is None:
+                break
+            attempts += 1
+            pending = pending[failed_from:]
+            if 0 <= source.max_retries < attempts:
+                self._give_up(source, pending)
+                break
+        source.iterator = page["NextShardIterator"]
+        return True
+
+    def _invoke(self, source: _StreamSource, records: list[dict[str, Any]]) -> int | None:
+        """Delivers one batch; returns the index of the first record to deliver again, or
+        ``None`` when the batch succeeded."""
+        answer = self._lambda.invoke(FunctionName=source.function_arn,
+                                     Payload=json.dumps({"Records": records}, default=str).encode())
+        payload = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError"):
+            return 0
+        if source.reports_failures and isinstance(payload, dict):
+            failed = {f.get("itemIdentifier") for f in payload.get("batchItemFailures") or []}
+            for index, record in enumerate(records):
+                if record["dynamodb"]["SequenceNumber"] in failed:
+                    return index
+        return None
+
+    def _give_up(self, source: _StreamSource, records: list[dict[str, Any]]) -> None:
+        if not source.on_failure.startswith("arn:aws:sqs:"):
+            return
+        queue_url = self._sqs.get_queue_url(QueueName=source.on_failure.split(":")[-1])["QueueUrl"]
+        self._sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({
+            "requestContext": {"functionArn": source.function_arn,
+                               "condition": "RetryAttemptsExhausted"},
+            "DDBStreamBatchInfo": {
+                "shardId": source.shard_id, "streamArn": source.stream_arn,
+                "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+                "batchSize": len(records)},
+        }))

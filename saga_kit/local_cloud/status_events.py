@@ -116,6 +116,10 @@ def execution_status_events() -> Iterator[None]:
             execution.exec_status = ended
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        if getattr(self, "scheduled_expression", None):
+            # A scheduled rule matches no event (its empty pattern would match all of them in
+            # moto); the local cloud runs no schedules, a test invokes the target itself.
+            return
         lambda_targets = [t for t in self.targets if parse_arn(t["Arn"]).service == "lambda"]
         if not lambda_targets:
             original_send(self, original_event, transform_input)

@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -37,11 +37,11 @@ from saga_kit.contract import (
     DEFAULT_PARKED_DEADLINE_SECONDS,
     MESSAGE_KIND,
     MESSAGE_VERSIONS,
-    METRICS_NAMESPACE,
     PAST_DEADLINE_METRIC,
     Env,
 )
 from saga_kit.runtime import store
+from saga_kit.runtime.metrics import saga_metrics
 from saga_kit.runtime.retention import keep_parked_records
 from saga_kit.runtime.step import dynamodb_client
 from saga_kit.runtime.version import check_kit_version
@@ -264,8 +264,7 @@ def _check_deadline(parked: ParkedCompensation, now: float,
     logger.error("parked saga refused: past its deadline; finish it by hand",
                  extra={"parked_at": parked.parked_at.isoformat() if parked.parked_at else None,
                         "remaining": parked.remaining, "records": records})
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
-    metrics.add_dimension(name="SagaType", value=parked.saga_type)
+    metrics = saga_metrics(parked.saga_type)
     metrics.add_metric(name=PAST_DEADLINE_METRIC, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
     store.move(dynamodb_client(), os.environ[Env.STORE_TABLE], parked.saga_type,

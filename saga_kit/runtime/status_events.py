@@ -25,10 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
-from saga_kit.contract import METRICS_NAMESPACE, STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Env
+from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, Env
 from saga_kit.runtime import store
 from saga_kit.runtime.step import dynamodb_client
 from saga_kit.runtime.version import check_kit_version
@@ -86,23 +85,15 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
         sets["unexpected_ending"] = f"{status}: {error}" if error else status
     moved = store.move(dynamodb_client(), table, saga_type, name, target, extra_set=sets,
                        now=_stop_time(detail))
-    if not expected:  # counted once the store has it: a retried event must not count twice
-        _count_unexpected(saga_type, name, status, error)
+    if not expected:
+        # Counted by the outcome metrics from the store's change (SagaFailedUnexpectedly), once
+        # however often this event is delivered; which saga and why go to this log line.
+        logger.error("saga ended unexpectedly", extra={"saga_id": name, "execution_status": status,
+                                                       "error": error})
     logger.info("execution ended", extra={"saga_id": name, "execution_status": status,
                                           "store_status": target, "moved": moved,
                                           "expected": expected})
     return {"saga_id": name, "recorded": target if moved else None, "expected": expected}
-
-
-def _count_unexpected(saga_type: str, saga_id: str, status: str, error: str) -> None:
-    # A bounded dimension only (the saga type); which saga and why go to the log line, where the
-    # alarm's reader finds them.
-    logger.error("saga ended unexpectedly", extra={"saga_id": saga_id, "execution_status": status,
-                                                   "error": error})
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
-    metrics.add_dimension(name="SagaType", value=saga_type)
-    metrics.add_metric(name=UNEXPECTED_ENDING_METRIC, unit=MetricUnit.Count, value=1)
-    metrics.flush_metrics()
 
 
 def _cause(cause: str) -> Any:

@@ -6,8 +6,9 @@ It turns a plain function of a :class:`StepContext` into a Lambda handler that
   so a Step Functions retry or a duplicate delivery returns the stored result instead of
   repeating the side effect;
 * goes through the late-action barrier (see :mod:`saga_kit.runtime.barrier`);
-* logs with Powertools Logger using the saga id as correlation id, and emits one EMF metric per
-  outcome plus the duration, with the saga type and step as dimensions.
+* logs with Powertools Logger using the saga id as correlation id, and emits ``StepSucceeded`` or
+  ``StepFailed`` (``Compensation...`` for a compensation) with the duration, the saga type and
+  step as dimensions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -45,10 +45,10 @@ from botocore.exceptions import (
 from saga_kit.contract import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
-    METRICS_NAMESPACE,
     PHASES,
     RESERVED_STATE_KEYS,
     Env,
+    Metric,
 )
 from saga_kit.runtime import store
 from saga_kit.runtime.barrier import StepBarrier
@@ -60,6 +60,7 @@ from saga_kit.runtime.errors import (
     StepError,
     TransientStepError,
 )
+from saga_kit.runtime.metrics import MetricUnit, saga_metrics
 from saga_kit.runtime.version import check_kit_version
 
 #: How long a completed step's stored result answers duplicates.
@@ -324,12 +325,6 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             step=ctx.step,
             phase=ctx.phase,
         )
-        metrics = EphemeralMetrics(
-            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
-        )
-        metrics.add_dimension(name="SagaType", value=ctx.saga_type)
-        metrics.add_dimension(name="Step", value=ctx.step)
-        prefix = ctx.phase.capitalize()
         started = time.perf_counter()
         started_at = datetime.now(UTC)
         outcome = "Crashed"
@@ -399,13 +394,7 @@ def _wrap(handler: StepHandler, transactional: bool) -> Callable[[dict[str, Any]
             raise
         finally:
             _record_in_store(ctx, event, outcome, started_at, error_text)
-            metrics.add_metric(name=f"{prefix}{outcome}", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(
-                name=f"{prefix}Duration",
-                unit=MetricUnit.Milliseconds,
-                value=round((time.perf_counter() - started) * 1000, 3),
-            )
-            metrics.flush_metrics()
+            _count_invocation(ctx, outcome, time.perf_counter() - started)
             logger.thread_safe_clear_keys()
 
     return lambda_handler
@@ -419,6 +408,32 @@ def _refuse_oversized_input(ctx: StepContext) -> None:
             f"the saga input is {size} bytes, over the saga's max_input_bytes of {limit}; nothing "
             "was done. Send ids and amounts, not documents (or raise max_input_bytes)"
         )
+
+
+#: The metrics of one invocation, by phase: (succeeded, failed, duration).
+INVOCATION_METRICS = {
+    "action": (Metric.STEP_SUCCEEDED, Metric.STEP_FAILED, Metric.STEP_DURATION),
+    "compensation": (Metric.COMPENSATION_SUCCEEDED, Metric.COMPENSATION_FAILED,
+                     Metric.COMPENSATION_DURATION),
+}
+
+
+def _count_invocation(ctx: StepContext, outcome: str, seconds: float) -> None:
+    """One EMF document per invocation that ran: succeeded or failed, and how long it took.
+
+    A duplicate answered from its idempotency record ran nothing and counts nothing, so a
+    message delivered twice is counted once. Every failed attempt counts (a transient error
+    Step Functions retries is a failure the participant's owner wants to see); how the saga
+    ended is counted once, from the saga store (``saga_kit.runtime.outcomes``).
+    """
+    if outcome == "Succeeded" and not ctx.executed:
+        return
+    succeeded, failed, duration = INVOCATION_METRICS[ctx.phase]
+    metrics = saga_metrics(ctx.saga_type, ctx.step)
+    metrics.add_metric(name=succeeded if outcome == "Succeeded" else failed,
+                       unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=duration, unit=MetricUnit.Milliseconds, value=round(seconds * 1000, 3))
+    metrics.flush_metrics()
 
 
 #: How each metric outcome reads in the saga store's log.
