@@ -296,9 +296,10 @@ def task_answers_skip_starting_executions() -> Iterator[None]:
     ``SendTaskHeartbeat``/``Success``/``Failure`` look for the token in every running execution
     through ``execution.exec_worker.env``, but ``StartExecution`` lists a new execution as
     running before its worker thread has made that environment. A callback worker answering
-    while any other saga starts got an ``AttributeError`` instead of an answer; its command went back to the queue, and on a busy
-    machine the callback task timed out and a healthy trip was compensated. An execution still
-    starting has no task waiting for a token, so skipping it changes nothing else.
+    while any other saga starts got an ``AttributeError`` instead of an answer; its command
+    went back to the queue, and on a busy machine the callback task timed out and a healthy
+    trip was compensated. An execution still starting has no task waiting for a token, so
+    skipping it changes nothing else.
     """
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
