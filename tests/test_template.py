@@ -160,7 +160,8 @@ def test_handlers_are_python_with_powertools_layer_and_short_timeouts(
     handlers = {k: f for k, f in functions.items()
                 if "SAGA_STEP" in f["Properties"]["Environment"]["Variables"]}
     assert len(handlers) == 7  # 4 actions + 3 compensations
-    assert len(functions) == 10  # and the redrive, status-event and API Lambdas
+    # and the redrive, status-event, outcome-metrics, stuck-detector and API Lambdas
+    assert len(functions) == 12
     for function in handlers.values():
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.")
@@ -260,11 +261,13 @@ def test_compensation_queue_dlq_redrive_and_alarms(
                        "ApproximateNumberOfMessagesVisible", "ParkedPastDeadline"]
     for alarm in alarms.values():
         assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["Properties"]["AlarmName"].startswith(
+            "SagaKitOrderFulfillment-order_fulfillment-")
     [deadline] = [a["Properties"] for a in alarms.values()
                   if a["Properties"]["MetricName"] == "ParkedPastDeadline"]
     assert deadline["Namespace"] == "SagaKit" and deadline["Threshold"] == 0
     assert {d["Name"]: d["Value"] for d in deadline["Dimensions"]} == {
-        "SagaType": "order_fulfillment", "service": "order_fulfillment"}
+        "SagaType": "order_fulfillment"}
     [age] = [a["Properties"] for a in alarms.values()
              if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
              and a["Properties"]["Threshold"] == 7 * 24 * 3600]
@@ -281,14 +284,19 @@ def test_compensation_queue_dlq_redrive_and_alarms(
 def test_unexpected_endings_are_counted_and_alarmed(cdk_template: Template) -> None:
     alarms = cdk_template.find_resources("AWS::CloudWatch::Alarm")
     [unexpected] = [a["Properties"] for a in alarms.values()
-                    if a["Properties"]["MetricName"] == "SagaFailedUnexpectedly"]
+                    if a["Properties"].get("MetricName") == "SagaFailedUnexpectedly"]
     assert unexpected["Namespace"] == "SagaKit" and unexpected["Threshold"] == 0
     assert unexpected["Statistic"] == "Sum"
     assert {d["Name"]: d["Value"] for d in unexpected["Dimensions"]} == {
-        "SagaType": "order_fulfillment", "service": "order_fulfillment"}
-    assert "unexpected_ending" in unexpected["AlarmDescription"]
+        "SagaType": "order_fulfillment"}
+    assert unexpected["AlarmName"] == "SagaKitOrderFulfillment-order_fulfillment-unexpected-endings"
+    # The description leads to the status-event function's log line, then to the saga.
+    description = _resolve_join(unexpected["AlarmDescription"])
+    assert "saga ended unexpectedly" in description
+    assert "saga inspect order_fulfillment SAGA_ID --stack SagaKitOrderFulfillment" in description
+    # (The stuck detector's rule is a schedule: it has no event pattern.)
     rules = [r["Properties"]["EventPattern"] for r in cdk_template.find_resources(
-        "AWS::Events::Rule").values()]
+        "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     # Every ending reaches the status-event Lambda, and so does a redriven execution.
     assert any(p["detail"]["status"] == ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
                for p in rules)
@@ -306,11 +314,11 @@ def test_alarm_topic_is_notified_when_given() -> None:
 
     stack = Stack(App(), "WithTopic")
     topic = sns.Topic(stack, "Ops")
-    Saga(stack, "Order", definition=ORDER_FULFILLMENT, alarm_topic=topic,
-         code=lambda_.Code.from_inline("def handler(e, c): return e"))
+    saga = Saga(stack, "Order", definition=ORDER_FULFILLMENT, alarm_topic=topic,
+                code=lambda_.Code.from_inline("def handler(e, c): return e"))
     alarms = Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm")
-    # four parking alarms, the status-event DLQ's, unexpected endings
-    assert len(alarms) == 6
+    # Every alarm of the saga (tests/test_operations_cdk.py asserts each one).
+    assert len(alarms) == len(saga.alarms) == 20
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": stack.resolve(
             stack.get_logical_id(topic.node.default_child))}]

@@ -1,11 +1,57 @@
-"""One way to build the kit's alarms: above a threshold for one period, quiet without data."""
+"""How the kit builds its alarms: a name an operator reads, a description that says what to do.
+
+Every alarm of a saga is named ``<stack>-<saga>-<concern>`` (:func:`alarm_name`), so the console's
+alarm list, an SNS e-mail's subject and a pager message all say which deployment, which saga and
+what went wrong before anyone opens anything. Its description says what happened and the next
+command to run (``saga stuck``, ``saga dlq list``...), since the description is the body of the
+notification the on-call engineer reads first.
+"""
 
 from __future__ import annotations
 
+from aws_cdk import Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+
+#: CloudWatch's limits on an alarm's name and description.
+MAX_ALARM_NAME = 255
+MAX_ALARM_DESCRIPTION = 1024
+
+
+def alarm_name(scope: Construct, saga_name: str, concern: str) -> str:
+    """``<stack>-<saga>-<concern>``, e.g. ``Shop-checkout-stuck-sagas``.
+
+    The stack name keeps two deployments of one app in one region apart (alarm names are unique
+    per account and region); the concern comes last and is never cut, so a name that would pass
+    CloudWatch's 255 characters loses the end of its stack name instead.
+    """
+    suffix = f"-{saga_name}-{concern}"
+    stack_name = Stack.of(scope).stack_name
+    if Token.is_unresolved(stack_name):
+        return f"{stack_name}{suffix}"
+    return f"{stack_name[: max(1, MAX_ALARM_NAME - len(suffix))]}{suffix}"[:MAX_ALARM_NAME]
+
+
+def cli_target(scope: Construct, saga_name: str) -> str:
+    """``--stack <stack> --saga <saga>``: how the ``saga`` command finds this saga, written out
+    so a description's commands can be pasted as they are."""
+    return f"--stack {Stack.of(scope).stack_name} --saga {saga_name}"
+
+
+def inspect_command(scope: Construct, saga_name: str) -> str:
+    """``saga inspect <saga> SAGA_ID --stack <stack>``: one saga's timeline and next action, for
+    the operator to fill in the saga id (the execution name)."""
+    return f"saga inspect {saga_name} SAGA_ID --stack {Stack.of(scope).stack_name}"
+
+
+def duration_text(seconds: int) -> str:
+    """Seconds as ``saga stuck --older-than`` reads them: ``15m``, ``2h``, ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def threshold_alarm(
@@ -15,21 +61,33 @@ def threshold_alarm(
     description: str,
     metric: cloudwatch.IMetric,
     threshold: float,
+    alarm_name: str | None = None,
     topic: sns.ITopic | None = None,
+    evaluation_periods: int = 1,
+    datapoints_to_alarm: int | None = None,
+    comparison_operator: cloudwatch.ComparisonOperator = (
+        cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD),
 ) -> cloudwatch.Alarm:
-    """An alarm on ``metric > threshold`` over one period, notifying ``topic`` when given.
+    """An alarm on ``metric`` against ``threshold`` (above it, unless ``comparison_operator``
+    says otherwise) over ``evaluation_periods`` periods, notifying ``topic`` when given.
 
     Missing data is "not breaching": the queues and functions these watch are silent when all
-    is well.
+    is well. A description longer than CloudWatch accepts fails synthesis here rather than the
+    deployment later.
     """
+    if not Token.is_unresolved(description) and len(description) > MAX_ALARM_DESCRIPTION:
+        raise ValueError(f"alarm {construct_id}: description of {len(description)} characters; "
+                         f"CloudWatch accepts {MAX_ALARM_DESCRIPTION}")
     alarm = cloudwatch.Alarm(
         scope,
         construct_id,
+        alarm_name=alarm_name,
         alarm_description=description,
         metric=metric,
         threshold=threshold,
-        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluation_periods=1,
+        comparison_operator=comparison_operator,
+        evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints_to_alarm,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
     if topic is not None:

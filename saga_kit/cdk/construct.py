@@ -32,8 +32,10 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     Stack,
+    Tags,
     Validations,
 )
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -55,18 +57,23 @@ from saga_kit.cdk.declaration import (
     missing_handlers,
 )
 from saga_kit.cdk.functions import SagaKitRuntime
+from saga_kit.cdk.operations import SagaOperations
+from saga_kit.cdk.outcomes import SagaOutcomeMetrics
 from saga_kit.cdk.parking import CompensationParking
 from saga_kit.cdk.status_events import ExecutionStatusEvents
 from saga_kit.cdk.store import SagaStore
+from saga_kit.cdk.stuck import StuckSagaDetector
 from saga_kit.cdk.tables import durable_table
 from saga_kit.contract import (
     GROUP_COMPENSATION_FAILED_ERROR,
     GROUP_STEP_FAILED_ERROR,
     METRICS_NAMESPACE,
+    SAGA_TAG,
     TASK_TOKEN_FIELD,
     Env,
     output_key,
     pascal_name,
+    state_name,
 )
 
 
@@ -85,11 +92,16 @@ class Saga(Construct):
             idempotency records of a live saga must survive a stack mistake.
         max_receive_count: Deliveries of a parked compensation to the redrive Lambda before SQS
             moves it to the dead-letter queue.
-        alarm_topic: SNS topic notified by every alarm of the saga: a parked compensation in
-            the DLQ, a compensation queue that stops draining, a saga refused past its parked
-            deadline, an unexpected ending (optional).
+        alarm_topic: SNS topic that receives every alarm of the saga (:attr:`alarms`, listed in
+            ``docs/alarms.md``): parked compensations and dead-letter queues, failed
+            compensations, unexpected endings, stuck sagas, callback commands waiting too long,
+            Lambda errors and throttles (optional; without it the alarms only show in the
+            console and on the saga's dashboard).
         parked_deadline: How long after parking a saga is still finished by the redrive
             Lambda (default 90 days); past it a redrive is refused and alarmed.
+        metrics_namespace: CloudWatch namespace of the saga's EMF metrics (default
+            ``SagaKit``). Sagas of one team usually share one; the ``SagaType`` dimension
+            tells them apart.
         handlers_dir: The directory ``code`` was built from; when given, every handler the
             declaration names must exist there, or synthesis fails naming the step.
     """
@@ -107,6 +119,7 @@ class Saga(Construct):
         alarm_topic: sns.ITopic | None = None,
         handlers_dir: Path | None = None,
         parked_deadline: Duration | None = None,
+        metrics_namespace: str = METRICS_NAMESPACE,
     ) -> None:
         super().__init__(scope, construct_id)
         if handlers_dir is not None:
@@ -117,8 +130,15 @@ class Saga(Construct):
         #: The stack's Saga Kit runtime: layers, kit code, version stamp (shared by its sagas).
         self.kit = SagaKitRuntime.of(self)
         self.definition = definition
+        if not metrics_namespace or len(metrics_namespace) > 255 or metrics_namespace.startswith(
+                "AWS/"):
+            raise SagaDeclarationError(
+                f"saga '{definition.name}': metrics_namespace {metrics_namespace!r} cannot be "
+                "used; give 1-255 characters not starting with 'AWS/' (reserved for AWS)")
         #: The CloudWatch namespace of the saga's EMF metrics.
-        self.metrics_namespace = METRICS_NAMESPACE
+        self.metrics_namespace = metrics_namespace
+        # Lets operators (and the Prometheus exporter's tag selection) find the saga's resources.
+        Tags.of(self).add(SAGA_TAG, definition.name)
         self.idempotency_table = durable_table(
             self, "IdempotencyTable", partition_key="id", ttl_attribute="expiration",
             removal_policy=removal_policy,
@@ -193,6 +213,15 @@ class Saga(Construct):
             self, "StatusEvents", saga_name=definition.name, kit=self.kit, store=self.store,
             state_machine=self.state_machine, metrics_namespace=self.metrics_namespace,
             alarm_topic=alarm_topic)
+        self.outcome_metrics = SagaOutcomeMetrics(
+            self, "OutcomeMetrics", saga_name=definition.name, kit=self.kit, store=self.store,
+            metrics_namespace=self.metrics_namespace, alarm_topic=alarm_topic)
+        self.stuck_detector = StuckSagaDetector(
+            self, "StuckDetector", saga_name=definition.name, kit=self.kit, store=self.store,
+            state_machine=self.state_machine, thresholds=definition.stuck_thresholds(),
+            metrics_namespace=self.metrics_namespace)
+        #: Every alarm of the saga and its dashboard; created last, once all it watches exists.
+        self.operations = SagaOperations(self, "Operations", saga=self, alarm_topic=alarm_topic)
         self._publish_outputs()
         self._acknowledge_nag_findings()
 
@@ -210,7 +239,8 @@ class Saga(Construct):
             "write its own CloudWatch Logs.",
         )
         for function in [*self.functions, self.parking.redrive_function,
-                         self.status_events.function]:
+                         self.status_events.function, self.outcome_metrics.function,
+                         self.stuck_detector.function]:
             for rule, reason in (xray, basic_role):
                 Validations.of(function).acknowledge(Acknowledgment(id=rule, reason=reason))
 
@@ -223,12 +253,29 @@ class Saga(Construct):
                     "saga's own functions, nothing else.",
                 ))
 
+        state_machine_id = stack.resolve(stack.get_logical_id(
+            self.state_machine.node.default_child))
+        Validations.of(self.stuck_detector.function).acknowledge(Acknowledgment(
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::"
+               f"Region>:<AWS::AccountId>:execution:<{state_machine_id}.Name>:*]",
+            reason="The stuck detector reads the history of the saga's own executions, whose "
+                   "names are the saga ids: one state machine, reading only."))
         invoke_versions(self.state_machine, self.functions)
         invoke_versions(self.parking.redrive_function,
                         list(self.compensation_functions.values()))
         Validations.of(self.state_machine).acknowledge(
             Acknowledgment(id=xray[0], reason=xray[1])
         )
+
+    @property
+    def alarms(self) -> list[cloudwatch.Alarm]:
+        """Every alarm of the saga, each named ``<stack>-<saga>-<concern>``."""
+        return self.operations.alarms
+
+    @property
+    def dashboard(self) -> cloudwatch.Dashboard:
+        """The saga type's CloudWatch dashboard."""
+        return self.operations.dashboard
 
     @property
     def functions(self) -> list[lambda_.Function]:
@@ -283,6 +330,7 @@ class Saga(Construct):
             "CompensationDeadLetterQueueUrl": parking.dead_letter_queue.queue_url,
             "CompensationDeadLetterQueueArn": parking.dead_letter_queue.queue_arn,
             "RedriveFunctionName": parking.redrive_function.function_name,
+            "ExecutionLogGroupName": self.log_group.log_group_name,
         }
 
     def _publish_outputs(self) -> None:
@@ -478,12 +526,12 @@ class Saga(Construct):
         return record.next(terminal)
 
     def _action_task(self, step: Step) -> sfn.TaskStateBase:
-        task = self._task(step, "action", step.name)
+        task = self._task(step, "action", state_name(step.name, "action"))
         self._add_retry(task, step.effective_retry)
         return task
 
     def _compensation_task(self, step: Step) -> sfn.TaskStateBase:
-        task = self._task(step, "compensation", f"compensate_{step.name}")
+        task = self._task(step, "compensation", state_name(step.name, "compensation"))
         self._add_retry(task, step.compensation_retry)
         return task
 

@@ -22,9 +22,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from saga_kit.cdk.alarms import threshold_alarm
+from saga_kit.cdk.alarms import alarm_name, cli_target, inspect_command, threshold_alarm
 from saga_kit.cdk.queues import durable_queue
-from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Env
+from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Dimension, Env
 
 if TYPE_CHECKING:
     from saga_kit.cdk.functions import SagaKitRuntime
@@ -43,7 +43,8 @@ class ExecutionStatusEvents(Construct):
         store: The saga store the endings are recorded in.
         state_machine: The saga's state machine, whose status events are recorded.
         metrics_namespace: Namespace of the saga's EMF metrics.
-        alarm_topic: SNS topic notified when an event lands in the dead-letter queue (optional).
+        alarm_topic: SNS topic notified by both alarms: an unexpected ending, an event in the
+            dead-letter queue (optional).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, saga_name: str,
@@ -84,23 +85,32 @@ class ExecutionStatusEvents(Construct):
             "RedriveRule", f"Saga {name}: executions redriven in Step Functions to the saga store",
             {"stateMachineArn": [machine], "status": ["RUNNING"],
              "redriveCount": [{"numeric": [">", 0]}]})
+        target = cli_target(self, name)
         self.unexpected_ending_alarm = threshold_alarm(
-            self, "UnexpectedEndingAlarm", topic=alarm_topic, description=(
+            self, "UnexpectedEndingAlarm", topic=alarm_topic,
+            alarm_name=alarm_name(self, name, "unexpected-endings"), description=(
                 f"Saga {name}: an execution ended in a way the saga does not expect "
-                "(ForwardRecoveryFailed, ParkingFailed, States.DataLimitExceeded, "
-                "States.Runtime, TIMED_OUT, ABORTED): its participants may hold effects nobody "
-                "will undo. The saga store item says which (status failed, unexpected_ending); "
-                "the status-event function's log line 'saga ended unexpectedly' names the saga."),
+                "(ForwardRecoveryFailed, ParkingFailed, States.Runtime, TIMED_OUT, ABORTED...): "
+                "its participants may hold effects nobody will undo. Next: find the saga ids "
+                f"with aws logs tail {self.function.log_group.log_group_name} --since 1h "
+                "--filter-pattern '\"saga ended unexpectedly\"'; then "
+                f"{inspect_command(self, name)} (its timeline, the ending, what to do) and "
+                "finish or undo its steps by hand."),
             metric=cloudwatch.Metric(
                 namespace=metrics_namespace, metric_name=UNEXPECTED_ENDING_METRIC,
-                dimensions_map={"SagaType": name, "service": name},
+                dimensions_map={Dimension.SAGA_TYPE: name},
                 period=Duration.minutes(1), statistic="Sum"),
             threshold=0,
         )
         self.alarm = threshold_alarm(
-            self, "DeadLetterAlarm", topic=alarm_topic, description=(
-                f"Saga {name}: an execution ending could not be recorded in the saga store; the "
-                "event is in the status-event DLQ (its detail names the execution)."),
+            self, "DeadLetterAlarm", topic=alarm_topic,
+            alarm_name=alarm_name(self, name, "status-events-dlq"), description=(
+                f"Saga {name}: an execution ending could not be recorded in the saga store "
+                "after EventBridge's retries; the event is in the status-event DLQ and the store "
+                "disagrees with Step Functions for that saga. Next: read the event's detail (the "
+                "execution) in the SQS console (Send and receive messages, Poll for messages) "
+                f"and the status-event function's log for the error; saga stuck {target} "
+                "lists the sagas the store still shows as unfinished."),
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic="Maximum"),
             threshold=0,

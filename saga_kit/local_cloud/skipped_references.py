@@ -1,0 +1,57 @@
+"""References to resources moto's CloudFormation cannot create, resolved before deploying.
+
+moto skips resource types it has no CloudFormation model for (``AWS::CloudWatch::Alarm`` among
+them) with a warning, and then fails the whole stack when another resource reads one of them
+with ``Fn::GetAtt`` or ``Ref`` ("references undefined resource"): a dashboard showing the saga's
+alarms does. The local cloud deploys a copy of the template in which those references read what
+CloudFormation would have returned (the alarm's name for ``Ref``, its ARN for ``Arn``), so the
+rest of the stack deploys. The template itself, and what production deploys, is untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+#: Resource types moto's CloudFormation skips, with what ``Ref`` and ``GetAtt Arn`` return.
+SKIPPED_TYPES = {
+    "AWS::CloudWatch::Alarm": lambda logical_id, props, account, region: (
+        props.get("AlarmName") or logical_id,
+        f"arn:aws:cloudwatch:{region}:{account}:alarm:{props.get('AlarmName') or logical_id}"),
+}
+
+
+def resolve_skipped_references(template: dict[str, Any], account: str, region: str
+                               ) -> dict[str, Any]:
+    """A copy of ``template`` where ``Ref`` and ``Fn::GetAtt ... Arn`` of skipped resources are
+    the literal values AWS would resolve them to (names that are themselves intrinsics are
+    left as they are and keep failing loudly)."""
+    resources = template.get("Resources", {})
+    literal: dict[str, tuple[Any, Any]] = {}
+    for logical_id, spec in resources.items():
+        make = SKIPPED_TYPES.get(spec.get("Type", ""))
+        if make is not None:
+            name, arn = make(logical_id, spec.get("Properties", {}), account, region)
+            if isinstance(name, str):
+                literal[logical_id] = (name, arn)
+    if not literal:
+        return template
+    copied = copy.deepcopy(template)
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1 and "Ref" in node and node["Ref"] in literal:
+                return literal[node["Ref"]][0]
+            attribute = node.get("Fn::GetAtt") if len(node) == 1 else None
+            if (isinstance(attribute, list) and len(attribute) == 2 and attribute[0] in literal
+                    and attribute[1] == "Arn"):
+                return literal[attribute[0]][1]
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    copied["Resources"] = {k: resolve(v) for k, v in copied["Resources"].items()}
+    if "Outputs" in copied:
+        copied["Outputs"] = resolve(copied["Outputs"])
+    return copied
