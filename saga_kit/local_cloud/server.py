@@ -8,7 +8,10 @@ production), so three doors open onto the same state:
 * a moto endpoint at ``http://<host>:<aws port>``: point boto3 or the AWS CLI at it
   (``--endpoint-url``, or ``AWS_ENDPOINT_URL``) to look at the tables, queues, executions;
 * queued SQS messages are delivered to their Lambda event sources in the background, as
-  Lambda's poller would.
+  Lambda's poller would;
+* ``GET /metrics`` on the API's port: the kit's metrics (the EMF documents every handler
+  emitted) in the Prometheus exposition format, for a Prometheus server to scrape
+  (:class:`saga_kit.prometheus.EmfCollector`; names in docs/prometheus.md).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import Any
 
 from saga_kit.local_cloud.cloud import LocalCloud
 from saga_kit.local_cloud.gateway import MAX_PAYLOAD_BYTES, HttpResponse, LocalRestApi
+from saga_kit.prometheus.local import EmfCollector
 
 logger = logging.getLogger(__name__)
+#: The path of the Prometheus exposition of the kit's metrics, beside the saga API's routes.
+METRICS_PATH = "/metrics"
 #: How often queued messages are handed to their Lambda event sources.
 PUMP_INTERVAL_SECONDS = 0.5
 
@@ -35,11 +41,15 @@ class _ApiServer(ThreadingHTTPServer):
     request_queue_size = 512
 
 
-def _handler_class(api: LocalRestApi) -> type[BaseHTTPRequestHandler]:
+def _handler_class(api: LocalRestApi, metrics: Callable[[], HttpResponse]
+                   ) -> type[BaseHTTPRequestHandler]:
     class ApiRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
+            if self.command == "GET" and self.path.split("?", 1)[0] == METRICS_PATH:
+                self._send(metrics())
+                return
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_PAYLOAD_BYTES:
                 answer = api.gateway_response("REQUEST_TOO_LARGE", message="Request Too Long")
@@ -86,7 +96,12 @@ class LocalSagaServer:
         self.cloud = cloud
         self.host = host
         self.api = LocalRestApi(cloud.template, self._invoke)
-        self._api_server = _ApiServer((host, api_port), _handler_class(self.api))
+        # Every EMF document the handlers emitted, as Prometheus families (saga_*), from the
+        # first one on: a scrape after a run of sagas counts them all.
+        self.metrics = EmfCollector()
+        self._unsubscribe_metrics = cloud.metrics.subscribe(self.metrics.add)
+        self._api_server = _ApiServer((host, api_port),
+                                      _handler_class(self.api, self._metrics_page))
         self._aws_port = aws_port
         self._moto_server: Any = None
         self._threads: list[threading.Thread] = []
@@ -103,6 +118,17 @@ class LocalSagaServer:
         if self._moto_server is None:
             return None
         return f"http://{self.host}:{self._moto_server._server.server_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus scrapes the kit's metrics (exposition format)."""
+        return f"{self.api_url}{METRICS_PATH}"
+
+    def _metrics_page(self) -> HttpResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return HttpResponse(200, {"Content-Type": CONTENT_TYPE_LATEST},
+                            generate_latest(self.metrics.registry()))
 
     def _invoke(self, logical_id: str, event: dict[str, Any]) -> tuple[str, bool]:
         answer = self.cloud.client("lambda").invoke(
@@ -147,6 +173,7 @@ class LocalSagaServer:
     def stop(self) -> None:
         """Stops serving (the LocalCloud itself is left to its owner)."""
         self._stopping.set()
+        self._unsubscribe_metrics()
         self._api_server.shutdown()
         self._api_server.server_close()
         if self._moto_server is not None:
