@@ -22,12 +22,13 @@ from saga_kit.cli.executions import (
     stored_status,
     wait_for_execution,
 )
-from saga_kit.cli.stuck import find_stuck
+from saga_kit.runtime.stuck import StuckSaga, find_stuck
 
 __all__ = [
     "ParkedView",
     "RedriveError",
     "SagaOutcome",
+    "StuckSaga",
     "find_stuck",
     "history",
     "list_parked",

@@ -618,10 +618,14 @@ def status(
 
 @app.command()
 def stuck(
-    status_name: str = typer.Option("compensating", "--status",
-                                    help="running, compensating or parked."),
-    older_than_minutes: float = typer.Option(15, "--older-than-minutes",
-                                             help="Not updated for at least this long."),
+    older_than: str = typer.Option(
+        "15m", "--older-than",
+        help="No progress for at least this long: 90s, 15m, 2h, 1d (a callback step waiting "
+             "for its reply counts from when it started waiting)."),
+    status_name: str | None = typer.Option(
+        None, "--status", help="running, compensating or parked (default: running and "
+                               "compensating, where a saga can be stuck)."),
+    older_than_minutes: float | None = typer.Option(None, "--older-than-minutes", hidden=True),
     stack: str | None = STACK_OPTION,
     saga: str | None = SAGA_OPTION,
     region: str | None = REGION_OPTION,
@@ -630,28 +634,53 @@ def stuck(
         None, "--store-table", help="The saga store table's name: skips reading the stack."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List sagas stuck in a status (one query on the saga's store)."""
-    from datetime import timedelta
+    """List stuck sagas: no progress for longer than --older-than, where they are and since when
+    (one query on the saga store's status index, then each execution's history)."""
+    from saga_kit.contract import STUCK_STATUSES, StuckThresholds
+    from saga_kit.runtime.stuck import find_stuck
 
-    from saga_kit.cli.stuck import find_stuck
-
+    seconds = older_than_minutes * 60 if older_than_minutes is not None else _duration(older_than)
+    statuses = (status_name,) if status_name else STUCK_STATUSES
     target = resolve_target(stack, saga, region, endpoint_url, {"StoreTableName": store_table})
     with _aws_errors():
-        found = find_stuck(target.session.client("dynamodb", endpoint_url=endpoint_url),
-                           target.outputs["StoreTableName"], status=status_name,
-                           older_than=timedelta(minutes=older_than_minutes))
+        found = find_stuck(
+            target.session.client("dynamodb", endpoint_url=endpoint_url),
+            target.session.client("stepfunctions", endpoint_url=endpoint_url),
+            target.outputs["StoreTableName"], StuckThresholds(saga_seconds=max(0, round(seconds))),
+            statuses=statuses)
     if json_output:
-        print(json.dumps(found, indent=2))
+        print(json.dumps([s.to_json() for s in found], indent=2))
         return
-    table = Table(title=f"Sagas of {target.label()} {status_name} for over "
-                        f"{older_than_minutes:g} min: {len(found)}")
-    for column in ("saga type", "saga id", "current step", "phase", "updated at", "execution"):
+    table = Table(title=f"Sagas of {target.label()} {' or '.join(statuses)} with no progress for "
+                        f"over {older_than if older_than_minutes is None else f'{seconds:g}s'}: "
+                        f"{len(found)}")
+    for column in ("saga type", "saga id", "status", "step", "since", "idle", "execution"):
         table.add_column(column, overflow="fold")
     for item in found:
-        table.add_row(item.get("saga_type", ""), item.get("saga_id", ""),
-                      item.get("current_step", "-"), item.get("current_phase", "-"),
-                      item.get("updated_at", ""), item.get("execution_arn", ""))
+        step = item.step + (" (waiting for its reply)" if item.waiting_for_callback else "")
+        table.add_row(item.saga_type, item.saga_id, item.status, step or "-", item.since,
+                      f"{item.idle_seconds:.0f}s", item.execution_arn)
     Console().print(table)
+    if found:
+        Console().print(f"Next: saga inspect {found[0].saga_type} {found[0].saga_id}"
+                        f"{' --stack ' + stack if stack else ''}")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``1d`` (a bare number is minutes) in seconds."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        amount = float(number)
+    except ValueError:
+        _fail(f"--older-than {text!r}: give a duration like 90s, 15m, 2h or 1d")
+    if amount < 0:
+        _fail(f"--older-than {text!r}: a duration cannot be negative")
+    return amount * (unit or 60)
 
 
 def _register_scaffold() -> None:
@@ -662,6 +691,23 @@ def _register_scaffold() -> None:
 
 
 _register_scaffold()
+
+
+def _register_prometheus() -> None:
+    """``saga prometheus`` (saga_kit/cli/prometheus.py); it imports its generators only when it
+    runs."""
+    from saga_kit.cli.prometheus import register
+
+    register(app)
+
+
+_register_prometheus()
+
+
+def _register_inspect() -> None:
+    from saga_kit.cli.inspect import register
+    register(app)
+_register_inspect()
 
 
 def main() -> None:
