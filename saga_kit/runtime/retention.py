@@ -19,6 +19,7 @@ records).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -64,9 +65,8 @@ def _extend_compensation_record(client: Any, table: str, saga_type: str, saga_id
                                 step: str) -> bool:
     # Powertools' own record API: it alone knows how the key is hashed, and save_success
     # rewrites the expiry (logical and TTL) of a COMPLETED record with the stored result.
-    layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
-    layer.configure(IdempotencyConfig(expires_after_seconds=PARKED_RECORD_TTL_SECONDS),
-                    key_prefix=idempotency_key_prefix(saga_type, step, "compensation"))
+    layer = _compensation_records(client, table, idempotency_key_prefix(saga_type, step,
+                                                                        "compensation"))
     data = idempotency_data(saga_type, saga_id, step, "compensation")
     try:
         record = layer.get_record(data=data)
@@ -76,3 +76,14 @@ def _extend_compensation_record(client: Any, table: str, saga_type: str, saga_id
         return False  # in progress or failed: nothing done yet that a rerun could repeat
     layer.save_success(data=data, result=record.response_json_as_dict() or {})
     return True
+
+
+@functools.lru_cache(maxsize=256)
+def _compensation_records(client: Any, table: str, key_prefix: str) -> DynamoDBPersistenceLayer:
+    """One persistence layer per client, table and step, for the life of the process: each new
+    layer registers a User-Agent hook on the shared client, so a warm redrive Lambda building
+    one per delivery would grow every request's header."""
+    layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
+    layer.configure(IdempotencyConfig(expires_after_seconds=PARKED_RECORD_TTL_SECONDS),
+                    key_prefix=key_prefix)
+    return layer
