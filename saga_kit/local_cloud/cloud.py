@@ -46,6 +46,9 @@ from saga_kit.local_cloud.moto_patches import (
     closed_callback_tasks,
     instant_retry_backoff,
     item_level_transaction_backups,
+    json_paths_parsed_once,
+    parsed_program,
+    programs_parsed_once,
     quiet_interpreter_logs,
     readable_stopped_branch_history,
     recording_resource_failures,
@@ -148,6 +151,8 @@ class _SharedMoto:
             stack.callback(mock.stop)
             stack.enter_context(state_machines_in_executing_backend())
             stack.enter_context(quiet_interpreter_logs())
+            stack.enter_context(programs_parsed_once())
+            stack.enter_context(json_paths_parsed_once())
             stack.enter_context(serialized_dynamodb())
             stack.enter_context(serialized_execution_starts())
             stack.enter_context(item_level_transaction_backups())
@@ -518,20 +523,17 @@ class LocalCloud:
         self._raise_harness_errors()
 
     def _warm_state_machines(self) -> None:
-        """Parse each state machine's definition once now.
+        """Parse each state machine's definition now, once for all its executions.
 
-        moto parses the definition at every execution start, and the parser's first run builds
-        caches for over a second; executions started together before that would each build them
-        at once (50 concurrent first starts take over 15 s on two cores).
+        The parser's first run builds caches for over a second; executions started together
+        before that would each build them at once (50 concurrent first starts took over 15 s
+        on two cores). See :func:`~saga_kit.local_cloud.moto_patches.programs_parsed_once`.
         """
-        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-
         sfn = self.client("stepfunctions")
         for resource in self.resources.values():
             if resource.resource_type == "AWS::StepFunctions::StateMachine":
-                definition = sfn.describe_state_machine(
-                    stateMachineArn=resource.physical_id)["definition"]
-                AmazonStateLanguageParser.parse(definition)
+                parsed_program(sfn.describe_state_machine(
+                    stateMachineArn=resource.physical_id)["definition"])
 
     # -- use -------------------------------------------------------------------------------
 

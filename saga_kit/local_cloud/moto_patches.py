@@ -7,6 +7,7 @@ previous attribute is put back on exit.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import threading
 import time
@@ -229,6 +230,71 @@ def recording_resource_failures(failures: list[ResourceFailure]) -> Iterator[Non
 
     with patched(parsing, "parse_and_create_resource", tracking):
         yield
+
+
+@contextmanager
+def programs_parsed_once() -> Iterator[None]:
+    """Parse each state machine definition once, not at every execution start.
+
+    moto's ANTLR parser took a fifth of the CPU of a 500-saga run, parsing the same definition
+    for every execution. The parsed program holds no state of an evaluation: each execution
+    keeps its state in its own ``Environment``, under keys the components name (``heap_key``),
+    as a Map state already relies on when its iterations run one program concurrently. That
+    key is made lazily and unlocked, so two executions reading it first at once could each use
+    a different one; here it is made under a lock.
+    """
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.utils import long_uid
+
+    lock = threading.Lock()
+
+    def evaluation_entrypoint(worker: Any) -> Any:
+        return parsed_program(worker._evaluation_details.state_machine_details.definition)
+
+    def heap_key(component: Any) -> str:
+        key = component._EvalComponent__heap_key
+        if key is None:
+            with lock:
+                key = component._EvalComponent__heap_key
+                if key is None:
+                    key = component._EvalComponent__heap_key = long_uid()
+        return key  # type: ignore[no-any-return]
+
+    with patched(ExecutionWorker, "_get_evaluation_entrypoint", evaluation_entrypoint), \
+            patched(EvalComponent, "heap_key", property(heap_key)):
+        try:
+            yield
+        finally:
+            parsed_program.cache_clear()
+
+
+@contextmanager
+def json_paths_parsed_once() -> Iterator[None]:
+    """Compile each JSONPath of a state machine once, not at every evaluation.
+
+    moto's interpreter calls ``jsonpath_ng``'s ``parse`` for every path it reads or writes,
+    and each call builds a new PLY parser (its tables read again): a twentieth of a saga run's
+    CPU. A compiled path is only read (``find``, ``update_or_create`` change the data, not the
+    path), so one per path string serves every execution.
+    """
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    with ExitStack() as stack:
+        for module in (json_path, result_path):
+            stack.enter_context(patched(module, "parse", functools.lru_cache(maxsize=1024)(
+                vars(module)["parse"])))
+        yield
+
+
+@functools.lru_cache(maxsize=128)
+def parsed_program(definition: str) -> Any:
+    """moto's program for a state machine definition, parsed once (see
+    :func:`programs_parsed_once`)."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    return AmazonStateLanguageParser.parse(definition)[0]
 
 
 @contextmanager
