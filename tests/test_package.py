@@ -43,6 +43,18 @@ def test_the_runtime_imports_without_the_cdk_or_the_local_cloud() -> None:
     assert probe.stdout.strip() == "[]"
 
 
+def test_the_command_line_starts_without_the_lambda_runtime() -> None:
+    # The runtime's handler loggers read POWERTOOLS_LOG_LEVEL when they are created: imported at
+    # start-up they would log at INFO over saga demo's first screen, whatever it configures.
+    probe = _python("import sys, saga_kit.cli, saga_kit.cli.main\n"
+                    "print(sorted(n for n in sys.modules if n.startswith('saga_kit.runtime')))")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"
+    lazy = _python("from saga_kit.cli import StuckSaga, find_stuck\n"
+                   "print(find_stuck.__module__, StuckSaga.__module__)")
+    assert lazy.stdout.split() == ["saga_kit.runtime.stuck"] * 2, lazy.stderr
+
+
 def test_the_contract_depends_on_the_standard_library_only() -> None:
     imported = _imported_top_levels(PACKAGE / "contract.py") - {"__future__"}
     assert imported <= set(sys.stdlib_module_names), imported

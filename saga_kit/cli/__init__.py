@@ -9,8 +9,12 @@ Example::
     wait_for_execution(sfn, arn)
     print(outcome(sfn, arn).status)        # "completed", "compensated", "parked", ...
 
-Importing this package does not import the CDK, the local cloud or the command line itself.
+Importing this package does not import the CDK, the local cloud, the command line itself or the
+Lambda runtime (``find_stuck`` and ``StuckSaga`` come from :mod:`saga_kit.runtime.stuck` on first
+use: the runtime creates its handlers' loggers at import, which ``saga demo`` must configure first).
 """
+
+from typing import Any
 
 from saga_kit.cli.dlq import ParkedView, RedriveError, list_parked, peek, redrive
 from saga_kit.cli.executions import (
@@ -22,7 +26,6 @@ from saga_kit.cli.executions import (
     stored_status,
     wait_for_execution,
 )
-from saga_kit.runtime.stuck import StuckSaga, find_stuck
 
 __all__ = [
     "ParkedView",
@@ -40,3 +43,11 @@ __all__ = [
     "stored_status",
     "wait_for_execution",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("StuckSaga", "find_stuck"):
+        from saga_kit.runtime import stuck
+
+        return getattr(stuck, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

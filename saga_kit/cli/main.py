@@ -111,9 +111,10 @@ def demo(
     """
     from saga_kit.cli.emulator_log import emulator_notes_to_log
 
-    scenarios = _reference_demo()
     if not verbose:
+        # Before the demo is imported: the handlers' loggers read their level when created.
         _quiet_handlers(ctx)
+    scenarios = _reference_demo()
     console = Console(stderr=json_output)
     with emulator_notes_to_log() as notes, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
