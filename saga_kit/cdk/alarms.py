@@ -9,12 +9,17 @@ notification the on-call engineer reads first.
 
 from __future__ import annotations
 
-from aws_cdk import Stack, Token
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from saga_kit.contract import Dimension
+
+#: The period of the kit's own metrics in alarms and graphs, unless one says otherwise.
+METRIC_PERIOD = Duration.minutes(5)
 #: CloudWatch's limits on an alarm's name and description.
 MAX_ALARM_NAME = 255
 MAX_ALARM_DESCRIPTION = 1024
@@ -54,22 +59,36 @@ def duration_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def saga_metric(namespace: str, saga_name: str, name: str, *, step: str | None = None,
+                statistic: str = "Sum", period: Duration = METRIC_PERIOD,
+                label: str | None = None) -> cloudwatch.Metric:
+    """One of the kit's metrics (:class:`~saga_kit.contract.Metric`) of saga ``saga_name`` in
+    ``namespace``, for the whole saga or for one ``step``: the dimensions the runtime emits."""
+    dimensions = {Dimension.SAGA_TYPE: saga_name}
+    if step is not None:
+        dimensions[Dimension.STEP] = step
+    return cloudwatch.Metric(namespace=namespace, metric_name=name, dimensions_map=dimensions,
+                             statistic=statistic, period=period, label=label)
+
+
 def threshold_alarm(
     scope: Construct,
     construct_id: str,
     *,
+    saga_name: str,
+    concern: str,
     description: str,
     metric: cloudwatch.IMetric,
     threshold: float,
-    alarm_name: str | None = None,
     topic: sns.ITopic | None = None,
     evaluation_periods: int = 1,
     datapoints_to_alarm: int | None = None,
     comparison_operator: cloudwatch.ComparisonOperator = (
         cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD),
 ) -> cloudwatch.Alarm:
-    """An alarm on ``metric`` against ``threshold`` (above it, unless ``comparison_operator``
-    says otherwise) over ``evaluation_periods`` periods, notifying ``topic`` when given.
+    """An alarm named ``<stack>-<saga>-<concern>`` (:func:`alarm_name`) on ``metric`` against
+    ``threshold`` (above it, unless ``comparison_operator`` says otherwise) over
+    ``evaluation_periods`` periods, notifying ``topic`` when given.
 
     Missing data is "not breaching": the queues and functions these watch are silent when all
     is well. A description longer than CloudWatch accepts fails synthesis here rather than the
@@ -81,7 +100,7 @@ def threshold_alarm(
     alarm = cloudwatch.Alarm(
         scope,
         construct_id,
-        alarm_name=alarm_name,
+        alarm_name=alarm_name(scope, saga_name, concern),
         alarm_description=description,
         metric=metric,
         threshold=threshold,
@@ -93,3 +112,16 @@ def threshold_alarm(
     if topic is not None:
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
     return alarm
+
+
+def dead_letter_alarm(scope: Construct, queue: sqs.IQueue, *, saga_name: str, concern: str,
+                      description: str, topic: sns.ITopic | None = None) -> cloudwatch.Alarm:
+    """An alarm (construct id ``DeadLetterAlarm``) as soon as a message sits in the dead-letter
+    queue ``queue``: something the saga handed over was given up on, and only an operator can
+    finish it."""
+    return threshold_alarm(
+        scope, "DeadLetterAlarm", saga_name=saga_name, concern=concern, topic=topic,
+        description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(1), statistic="Maximum"),
+        threshold=0)

@@ -17,7 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from saga_kit.cdk.alarms import alarm_name, inspect_command, threshold_alarm
+from saga_kit.cdk.alarms import dead_letter_alarm, inspect_command
 from saga_kit.cdk.declaration import Callback
 from saga_kit.cdk.queues import durable_queue
 
@@ -71,18 +71,13 @@ class CallbackQueue(Construct):
         )
         worker.add_event_source(event_sources.SqsEventSource(
             self.queue, batch_size=callback.batch_size, report_batch_item_failures=True))
-        self.dead_letter_alarm = threshold_alarm(
-            self, "DeadLetterAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, saga_name, f"{step_name}-{phase}-commands-dlq"),
-            description=(
+        self.dead_letter_alarm = dead_letter_alarm(
+            self, self.dead_letter_queue, saga_name=saga_name,
+            concern=f"{step_name}-{phase}-commands-dlq", topic=alarm_topic, description=(
                 f"Saga {saga_name}: a {phase} command of callback step {step_name} was never "
                 "answered and is in the command DLQ; the saga stopped waiting at its timeout "
                 f"and compensated (or parked). Next: find out why the {step_name} worker failed "
                 "(its log, the dashboard's Lambda errors); the saga id is in the message (SQS "
                 f"console, Poll for messages); {inspect_command(self, saga_name)} shows how it "
                 "ended. Then delete the message: its task is closed, a redrive would only be "
-                "refused."),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"),
-            threshold=0,
-        )
+                "refused."))

@@ -57,6 +57,7 @@ from saga_kit.cdk.declaration import (
     missing_handlers,
 )
 from saga_kit.cdk.functions import SagaKitRuntime
+from saga_kit.cdk.nag import acknowledge
 from saga_kit.cdk.operations import SagaOperations
 from saga_kit.cdk.outcomes import SagaOutcomeMetrics
 from saga_kit.cdk.parking import CompensationParking
@@ -255,11 +256,11 @@ class Saga(Construct):
 
         state_machine_id = stack.resolve(stack.get_logical_id(
             self.state_machine.node.default_child))
-        Validations.of(self.stuck_detector.function).acknowledge(Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::"
-               f"Region>:<AWS::AccountId>:execution:<{state_machine_id}.Name>:*]",
-            reason="The stuck detector reads the history of the saga's own executions, whose "
-                   "names are the saga ids: one state machine, reading only."))
+        acknowledge(self.stuck_detector.function,
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                    f"<AWS::AccountId>:execution:<{state_machine_id}.Name>:*]",
+                    "The stuck detector reads the history of the saga's own executions, whose "
+                    "names are the saga ids: one state machine, reading only.")
         invoke_versions(self.state_machine, self.functions)
         invoke_versions(self.parking.redrive_function,
                         list(self.compensation_functions.values()))

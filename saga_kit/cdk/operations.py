@@ -34,14 +34,15 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from saga_kit.cdk.alarms import (
-    alarm_name,
+    METRIC_PERIOD,
     cli_target,
     duration_text,
     inspect_command,
+    saga_metric,
     threshold_alarm,
 )
 from saga_kit.cdk.stuck import DETECTION_INTERVAL
-from saga_kit.contract import Dimension, Metric, pascal_name
+from saga_kit.contract import Metric, pascal_name, state_name
 
 if TYPE_CHECKING:
     from saga_kit.cdk.construct import Saga
@@ -51,7 +52,7 @@ T = TypeVar("T")
 
 #: The period of the saga-level alarms and of the dashboard's graphs: the stuck detector's
 #: interval, and long enough that a saga's few events a minute make a readable count.
-PERIOD = Duration.minutes(5)
+PERIOD = METRIC_PERIOD
 #: CloudWatch evaluates at most 10 metrics in one metric-math alarm (a hard limit).
 MAX_ALARM_METRICS = 10
 #: Step handlers whose error rate one alarm watches: two metrics (errors, invocations) each.
@@ -150,12 +151,8 @@ class SagaOperations(Construct):
                     label: str | None = None, period: Duration = PERIOD) -> cloudwatch.Metric:
         """One of the kit's metrics of this saga (:class:`~saga_kit.contract.Metric`), in the
         saga's namespace, for the whole saga or for one ``step``."""
-        dimensions = {Dimension.SAGA_TYPE: self.saga_name}
-        if step is not None:
-            dimensions[Dimension.STEP] = step
-        return cloudwatch.Metric(namespace=self.namespace, metric_name=name,
-                                 dimensions_map=dimensions, statistic=statistic, period=period,
-                                 label=label)
+        return saga_metric(self.namespace, self.saga_name, name, step=step, statistic=statistic,
+                           period=period, label=label)
 
     def _alarm(self, construct_id: str, concern: str, description: str,
                metric: cloudwatch.IMetric, threshold: float, *, evaluation_periods: int = 1,
@@ -165,7 +162,7 @@ class SagaOperations(Construct):
                ) -> cloudwatch.Alarm:
         """An alarm named ``<stack>-<saga>-<concern>`` that notifies the saga's topic."""
         return threshold_alarm(
-            self, construct_id, alarm_name=alarm_name(self, self.saga_name, concern),
+            self, construct_id, saga_name=self.saga_name, concern=concern,
             description=description, metric=metric, threshold=threshold, topic=self.topic,
             evaluation_periods=evaluation_periods, datapoints_to_alarm=datapoints_to_alarm,
             comparison_operator=comparison_operator)
@@ -289,19 +286,14 @@ class SagaOperations(Construct):
                              period=DETECTION_INTERVAL), 0,
             evaluation_periods=2, datapoints_to_alarm=1)
 
-    def callback_wait_threshold(self, step: Step) -> int:
-        """Seconds a callback command may wait unanswered: the step's ``stuck_after_seconds``,
-        else the saga's, but never more than the step's timeout: past it the saga has stopped
-        waiting and compensated, so the command is one the worker left unanswered for good."""
-        assert step.callback is not None
-        if step.callback.stuck_after_seconds is not None:
-            return step.callback.stuck_after_seconds
-        return min(self.saga.definition.stuck_after_seconds, step.timeout_seconds)
-
     def _callback_wait_alarm(self, step_name: str, phase: str) -> cloudwatch.Alarm:
         name = self.saga_name
-        step = next(s for s in self.saga.definition.steps if s.name == step_name)
-        threshold = self.callback_wait_threshold(step)
+        step = self.saga.definition.step(step_name)
+        # The stuck detector's threshold for this task, but never more than the step's timeout:
+        # past it the saga has stopped waiting and compensated, so the command is one the
+        # worker left unanswered for good.
+        threshold = min(self.saga.stuck_detector.thresholds.for_state(state_name(step_name, phase)),
+                        step.timeout_seconds)
         queue = self.saga.callback_queues[(step_name, phase)].queue
         # The age of the oldest message counts while a worker holds it too: the worker deletes
         # a command only once it has answered, so this is how long the saga has been waiting.
@@ -322,14 +314,22 @@ class SagaOperations(Construct):
 
     # -- the saga's Lambda functions ----------------------------------------------------------
 
+    @staticmethod
+    def _groups(functions: Sequence[tuple[lambda_.Function, str]], size: int
+                ) -> Iterator[tuple[int, str, Sequence[tuple[lambda_.Function, str]], str]]:
+        """``functions`` in groups of at most ``size`` for one alarm each: (index from 1, the
+        concern's suffix ``-<index>``, empty when one alarm is enough, the group, its labels)."""
+        groups = list(chunks(functions, size))
+        for index, group in enumerate(groups, start=1):
+            yield (index, f"-{index}" if len(groups) > 1 else "", group,
+                   ", ".join(label for _, label in group))
+
     def _lambda_error_alarms(self) -> list[cloudwatch.Alarm]:
         """``Errors`` of the functions that raise only when broken, summed, 10 per alarm."""
         name = self.saga_name
         alarms = []
-        groups = list(chunks(self.raising_only_when_broken, MAX_ALARM_METRICS))
-        for index, group in enumerate(groups, start=1):
-            suffix = f"-{index}" if len(groups) > 1 else ""
-            labels = ", ".join(label for _, label in group)
+        for index, suffix, group, labels in self._groups(self.raising_only_when_broken,
+                                                         MAX_ALARM_METRICS):
             alarms.append(self._alarm(
                 f"LambdaErrorsAlarm{index}", f"lambda-errors{suffix}", (
                     f"Saga {name}: a function that raises only when something is broken raised "
@@ -354,9 +354,8 @@ class SagaOperations(Construct):
         """
         name = self.saga_name
         alarms = []
-        groups = list(chunks(self.synchronous_handlers, RATE_FUNCTIONS_PER_ALARM))
-        for index, group in enumerate(groups, start=1):
-            suffix = f"-{index}" if len(groups) > 1 else ""
+        for index, suffix, group, labels in self._groups(self.synchronous_handlers,
+                                                         RATE_FUNCTIONS_PER_ALARM):
             rates: dict[str, cloudwatch.IMetric] = {}
             for position, (function, label) in enumerate(group):
                 rates[f"rate{position}"] = cloudwatch.MathExpression(
@@ -368,7 +367,6 @@ class SagaOperations(Construct):
                                                                               statistic="Sum"),
                     },
                     label=f"{label} error %", period=PERIOD)
-            labels = ", ".join(label for _, label in group)
             alarms.append(self._alarm(
                 f"StepErrorRateAlarm{index}", f"step-error-rate{suffix}", (
                     f"Saga {name}: a step handler ({labels}) failed at least "
@@ -396,10 +394,7 @@ class SagaOperations(Construct):
         name = self.saga_name
         alarms = []
         functions = [*self.step_function_labels, *self.kit_function_labels]
-        groups = list(chunks(functions, MAX_ALARM_METRICS))
-        for index, group in enumerate(groups, start=1):
-            suffix = f"-{index}" if len(groups) > 1 else ""
-            labels = ", ".join(label for _, label in group)
+        for index, suffix, group, labels in self._groups(functions, MAX_ALARM_METRICS):
             alarms.append(self._alarm(
                 f"LambdaThrottlesAlarm{index}", f"lambda-throttles{suffix}", (
                     f"Saga {name}: Lambda throttled a function of the saga (one of: {labels}); "

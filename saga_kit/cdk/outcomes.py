@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from saga_kit.cdk.alarms import alarm_name, threshold_alarm
+from saga_kit.cdk.alarms import dead_letter_alarm
+from saga_kit.cdk.nag import acknowledge
 from saga_kit.cdk.queues import durable_queue
 from saga_kit.contract import Env
 
@@ -56,11 +57,9 @@ class SagaOutcomeMetrics(Construct):
             description=f"Saga {saga_name}: counts saga outcomes from the saga store's stream",
         )
         self.dead_letter_queue = durable_queue(self, "DeadLetterQueue", retention=Duration.days(14))
-        Validations.of(self.dead_letter_queue).acknowledge(Acknowledgment(
-            id="AwsSolutions::AwsSolutions-SQS3",
-            reason="This queue is itself the on-failure destination of the outcome metrics' "
-                   "stream mapping.",
-        ))
+        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
+                    "This queue is itself the on-failure destination of the outcome metrics' "
+                    "stream mapping.")
         self.function.add_event_source(event_sources.DynamoEventSource(
             store.table,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -70,17 +69,13 @@ class SagaOutcomeMetrics(Construct):
             report_batch_item_failures=True,
             on_failure=event_sources.SqsDlq(self.dead_letter_queue),
         ))
-        self.dead_letter_alarm = threshold_alarm(
-            self, "DeadLetterAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, saga_name, "outcome-metrics-dlq"), description=(
+        self.dead_letter_alarm = dead_letter_alarm(
+            self, self.dead_letter_queue, saga_name=saga_name, concern="outcome-metrics-dlq",
+            topic=alarm_topic, description=(
                 f"Saga {saga_name}: saga store changes could not be counted in the outcome "
                 "metrics (SagaStarted, SagaCompleted, ...): the dashboard undercounts, and the "
                 "executions-failed alarm may take compensated sagas for unexpected endings. The "
                 "sagas themselves are unaffected. Next: "
                 "read the outcome function's log (description 'counts saga outcomes') for the "
                 "error, fix and redeploy; the DLQ messages only name the stream positions "
-                "that were skipped: delete them once read."),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"),
-            threshold=0,
-        )
+                "that were skipped: delete them once read."))

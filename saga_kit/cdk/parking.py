@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -27,15 +26,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from saga_kit.cdk.alarms import alarm_name, cli_target, threshold_alarm
+from saga_kit.cdk.alarms import cli_target, dead_letter_alarm, saga_metric, threshold_alarm
 from saga_kit.cdk.queues import durable_queue
 from saga_kit.contract import (
     DEFAULT_PARKED_DEADLINE_SECONDS,
     MESSAGE_KIND,
     MESSAGE_VERSION,
-    PAST_DEADLINE_METRIC,
-    Dimension,
     Env,
+    Metric,
 )
 
 if TYPE_CHECKING:
@@ -156,22 +154,18 @@ class CompensationParking(Construct):
 
         name = definition.name
         target = cli_target(self, name)
-        self.dlq_alarm = threshold_alarm(
-            self, "DeadLetterAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "parked-compensation-in-dlq"), description=(
+        self.dlq_alarm = dead_letter_alarm(
+            self, self.dead_letter_queue, saga_name=name, concern="parked-compensation-in-dlq",
+            topic=alarm_topic, description=(
                 f"Saga {name}: a parked compensation failed every redrive attempt and is in the "
                 "compensation DLQ; what its saga did is not undone yet. Next: saga dlq list "
                 f"{target} (saga id, failed compensation, error); fix the cause (that "
                 "compensation's log, its participant); then saga dlq redrive "
-                f"{target} and check that saga dlq list comes back empty."),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"),
-            threshold=0,
-        )
+                f"{target} and check that saga dlq list comes back empty."))
         backlog = oldest_message_alarm or Duration.minutes(15)
         self.backlog_alarm = threshold_alarm(
             self, "BacklogAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "compensation-queue-not-draining"), description=(
+            saga_name=name, concern="compensation-queue-not-draining", description=(
                 f"Saga {name}: a parked compensation has waited over "
                 f"{backlog.to_minutes():g} minutes in the compensation queue: the redrive "
                 "Lambda is failing it or not consuming the queue. Next: read the redrive "
@@ -187,7 +181,7 @@ class CompensationParking(Construct):
         # message, not how long the saga has been parked (the message's parked_at says that).
         self.dlq_age_alarm = threshold_alarm(
             self, "DeadLetterAgeAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "parked-compensation-expiring"), description=(
+            saga_name=name, concern="parked-compensation-expiring", description=(
                 f"Saga {name}: a parked compensation has sat in the DLQ for 7 days since it was "
                 "parked or last redriven; SQS drops it 7 days from now. Next: saga dlq list "
                 f"{target} (how long each saga has been parked), fix the cause, then saga dlq "
@@ -199,16 +193,13 @@ class CompensationParking(Construct):
         deadline_days = f"{self.parked_deadline.to_days():g}"
         self.deadline_alarm = threshold_alarm(
             self, "ParkedPastDeadlineAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "parked-past-deadline"), description=(
+            saga_name=name, concern="parked-past-deadline", description=(
                 f"Saga {name}: the redrive refused a saga parked more than {deadline_days} days "
                 "ago. It stays parked and the kit undid nothing: finish it by hand. Next: saga "
                 f"dlq list {target} (the message's pending compensations say what is still to "
                 "undo), undo those effects in the participants, then delete the message from "
                 "the DLQ in the SQS console."),
-            metric=cloudwatch.Metric(
-                namespace=metrics_namespace, metric_name=PAST_DEADLINE_METRIC,
-                dimensions_map={Dimension.SAGA_TYPE: name},
-                period=Duration.minutes(5), statistic="Sum"),
+            metric=saga_metric(metrics_namespace, name, Metric.PARKED_PAST_DEADLINE),
             threshold=0,
         )
 

@@ -15,16 +15,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, Duration, Validations
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from saga_kit.cdk.alarms import alarm_name, cli_target, inspect_command, threshold_alarm
+from saga_kit.cdk.alarms import (
+    cli_target,
+    dead_letter_alarm,
+    inspect_command,
+    saga_metric,
+    threshold_alarm,
+)
 from saga_kit.cdk.queues import durable_queue
-from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, UNEXPECTED_ENDING_METRIC, Dimension, Env
+from saga_kit.contract import STATUS_CHANGE_DETAIL_TYPE, Env, Metric
 
 if TYPE_CHECKING:
     from saga_kit.cdk.functions import SagaKitRuntime
@@ -87,8 +92,8 @@ class ExecutionStatusEvents(Construct):
              "redriveCount": [{"numeric": [">", 0]}]})
         target = cli_target(self, name)
         self.unexpected_ending_alarm = threshold_alarm(
-            self, "UnexpectedEndingAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "unexpected-endings"), description=(
+            self, "UnexpectedEndingAlarm", topic=alarm_topic, saga_name=name,
+            concern="unexpected-endings", description=(
                 f"Saga {name}: an execution ended in a way the saga does not expect "
                 "(ForwardRecoveryFailed, ParkingFailed, States.Runtime, TIMED_OUT, ABORTED...): "
                 "its participants may hold effects nobody will undo. Next: find the saga ids "
@@ -96,25 +101,19 @@ class ExecutionStatusEvents(Construct):
                 "--filter-pattern '\"saga ended unexpectedly\"'; then "
                 f"{inspect_command(self, name)} (its timeline, the ending, what to do) and "
                 "finish or undo its steps by hand."),
-            metric=cloudwatch.Metric(
-                namespace=metrics_namespace, metric_name=UNEXPECTED_ENDING_METRIC,
-                dimensions_map={Dimension.SAGA_TYPE: name},
-                period=Duration.minutes(1), statistic="Sum"),
+            metric=saga_metric(metrics_namespace, name, Metric.SAGA_FAILED_UNEXPECTEDLY,
+                               period=Duration.minutes(1)),
             threshold=0,
         )
-        self.alarm = threshold_alarm(
-            self, "DeadLetterAlarm", topic=alarm_topic,
-            alarm_name=alarm_name(self, name, "status-events-dlq"), description=(
+        self.alarm = dead_letter_alarm(
+            self, self.dead_letter_queue, saga_name=name, concern="status-events-dlq",
+            topic=alarm_topic, description=(
                 f"Saga {name}: an execution ending could not be recorded in the saga store "
                 "after EventBridge's retries; the event is in the status-event DLQ and the store "
                 "disagrees with Step Functions for that saga. Next: read the event's detail (the "
                 "execution) in the SQS console (Send and receive messages, Poll for messages) "
                 f"and the status-event function's log for the error; saga stuck {target} "
-                "lists the sagas the store still shows as unfinished."),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"),
-            threshold=0,
-        )
+                "lists the sagas the store still shows as unfinished."))
 
     def _rule(self, construct_id: str, description: str, detail: dict[str, object]) -> events.Rule:
         """A rule on the saga's execution status events that invokes the status-event Lambda,
