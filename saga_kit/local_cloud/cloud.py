@@ -590,6 +590,9 @@ class LocalCloud:
     def _raise_harness_errors(self) -> None:
         if self._runner.harness_errors:
             raise self._runner.harness_errors[0]
+        for delivery in (self._callback_delivery, self._stream_delivery):
+            if delivery is not None:
+                delivery.raise_if_failed()
 
     def wait_for_execution(self, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll ``describe_execution`` until the execution is no longer RUNNING; return it.

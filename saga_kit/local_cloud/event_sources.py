@@ -122,7 +122,8 @@ class _BackgroundPoller:
 
     Polling slows down while rounds find nothing: the cloud lives for a whole test session, and
     every poll takes the GIL from the handlers that do the work. A round that fails while the
-    cloud is stopping ends the thread quietly.
+    cloud is stopping ends the thread quietly; one that fails otherwise ends it too, and
+    :meth:`raise_if_failed` says so instead of letting deliveries stop unnoticed.
     """
 
     def __init__(self, name: str, has_sources: bool, poll_seconds: float,
@@ -132,6 +133,8 @@ class _BackgroundPoller:
         self._idle_poll = idle_poll_seconds
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._run, name=name, daemon=True)
+        #: What ended the poller, if a round failed while the cloud was running.
+        self.error: Exception | None = None
 
     def start(self) -> Any:
         """Starts polling (a no-op without mappings); returns the poller."""
@@ -145,6 +148,11 @@ class _BackgroundPoller:
         if self._poller.is_alive():
             self._poller.join(timeout)
 
+    def raise_if_failed(self) -> None:
+        """Raises :class:`LocalCloudError` if a round failed and ended the poller."""
+        if self.error is not None:
+            raise LocalCloudError(f"{self._poller.name} stopped: {self.error!r}") from self.error
+
     def _round(self) -> bool:
         """One pass over the sources; whether it delivered anything."""
         raise NotImplementedError
@@ -157,9 +165,10 @@ class _BackgroundPoller:
         while not self._stop.is_set():
             try:
                 delivered = self._round()
-            except Exception:
+            except Exception as error:
                 if self._stop.is_set():
                     return
+                self.error = error
                 raise
             if not delivered:
                 self._idle_round()
@@ -254,7 +263,10 @@ class MotoStreams:
         return {"ShardIterator": iterator.arn}
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
-        return dict(self._backend.get_records(ShardIterator, Limit))
+        page = dict(self._backend.get_records(ShardIterator, Limit))
+        # moto keeps every iterator it hands out; a poller asks for one every few milliseconds.
+        self._backend.shard_iterators.pop(ShardIterator, None)
+        return page
 
 
 class _StreamSource:
@@ -302,6 +314,7 @@ class StreamDelivery(_BackgroundPoller):
         """Waits for a whole polling round that found nothing new, begun after this call:
         every change written before it has then been delivered. ``TimeoutError`` otherwise."""
         if not self._poller.is_alive():
+            self.raise_if_failed()
             return
         deadline = time.monotonic() + timeout
         with self._idle:
@@ -324,6 +337,7 @@ class StreamDelivery(_BackgroundPoller):
         page = self._streams.get_records(ShardIterator=source.iterator, Limit=source.batch_size)
         records = page.get("Records", [])
         if not records:
+            source.iterator = page["NextShardIterator"]  # as on AWS, an iterator serves once
             return False
         for record in records:
             record.setdefault("eventSourceARN", source.stream_arn)

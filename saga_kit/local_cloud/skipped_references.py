@@ -10,15 +10,15 @@ rest of the stack deploys. The template itself, and what production deploys, is 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 #: Resource types moto's CloudFormation skips, with what ``Ref`` and ``GetAtt Arn`` return.
 SKIPPED_TYPES = {
-    "AWS::CloudWatch::Alarm": lambda logical_id, props, account, region: (
-        props.get("AlarmName") or logical_id,
-        f"arn:aws:cloudwatch:{region}:{account}:alarm:{props.get('AlarmName') or logical_id}"),
+    "AWS::CloudWatch::Alarm": lambda name, account, region: (
+        name, f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"),
 }
+#: The property a skipped resource's name is in (else its logical id is its name).
+NAME_PROPERTIES = {"AWS::CloudWatch::Alarm": "AlarmName"}
 
 
 def resolve_skipped_references(template: dict[str, Any], account: str, region: str
@@ -29,14 +29,17 @@ def resolve_skipped_references(template: dict[str, Any], account: str, region: s
     resources = template.get("Resources", {})
     literal: dict[str, tuple[Any, Any]] = {}
     for logical_id, spec in resources.items():
-        make = SKIPPED_TYPES.get(spec.get("Type", ""))
+        resource_type = spec.get("Type", "")
+        make = SKIPPED_TYPES.get(resource_type)
         if make is not None:
-            name, arn = make(logical_id, spec.get("Properties", {}), account, region)
+            name = spec.get("Properties", {}).get(NAME_PROPERTIES[resource_type]) or logical_id
             if isinstance(name, str):
-                literal[logical_id] = (name, arn)
+                literal[logical_id] = make(name, account, region)
     if not literal:
         return template
-    copied = copy.deepcopy(template)
+    # resolve() builds every dict and list anew, and the leaves are immutable: a shallow copy
+    # of the top level leaves the caller's template untouched.
+    copied = dict(template)
 
     def resolve(node: Any) -> Any:
         if isinstance(node, dict):

@@ -96,8 +96,8 @@ def _text(image: dict[str, Any] | None, name: str) -> str:
 
 def _milliseconds_between(start: str, end: str) -> float | None:
     try:
-        began = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        ended = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        began = datetime.fromisoformat(start)
+        ended = datetime.fromisoformat(end)
     except ValueError:
         return None
     return max(0.0, round((ended - began).total_seconds() * 1000, 3))

@@ -190,7 +190,7 @@ def _judge(sfn: Any | None, item: dict[str, str], status: str, thresholds: Stuck
 def _as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(str(value))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
