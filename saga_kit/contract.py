@@ -47,6 +47,7 @@ __all__ = [
     "Env",
     "Metric",
     "StuckThresholds",
+    "execution_arn",
     "output_key",
     "pascal_name",
     "saga_outputs",
@@ -222,6 +223,12 @@ DEFAULT_STUCK_AFTER_SECONDS: Final = 15 * 60
 #: The statuses in which a saga can be stuck. ``parked`` is not among them: a parked saga waits
 #: for an operator on purpose, and the compensation queue's alarms already say so.
 STUCK_STATUSES: Final = ("running", "compensating")
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN Step Functions gives the execution ``name`` of a Standard state machine (a
+    saga's execution is named after its saga id)."""
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def state_name(step: str, phase: str) -> str:

@@ -54,6 +54,7 @@ from saga_kit.contract import (
     RUNNING,
     Env,
     StuckThresholds,
+    execution_arn,
 )
 
 __all__ = [
@@ -389,6 +390,8 @@ class _Gatherer:
         self.states: dict[str, _TaskState] = {}
         self._function_timeouts: dict[str, int | None] = {}
         self._queues: dict[str, dict[str, Any]] = {}
+        #: The execution's history as read (Standard only), for where the saga waits.
+        self._history_events: list[dict[str, Any]] = []
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -418,7 +421,7 @@ class _Gatherer:
         arn = (plain or {}).get("execution_arn") or None
         express = workflow == "EXPRESS" or (arn is not None and ":express:" in arn)
         if arn is None and not express:
-            arn = _execution_arn(self.outputs["StateMachineArn"], self.saga_id)
+            arn = execution_arn(self.outputs["StateMachineArn"], self.saga_id)
         execution = ExecutionView(arn=arn, workflow="EXPRESS" if express else "STANDARD")
         if express:
             events = self._express_events(execution)
@@ -487,6 +490,7 @@ class _Gatherer:
         execution.redrive_status_reason = described.get("redriveStatusReason")
         execution.redrive_count = described.get("redriveCount")
         raw = self.read("execution history", lambda: history(sfn, execution.arn), [])
+        self._history_events = raw
         return [_Event(int(e["id"]), _int(e.get("previousEventId")), e["type"],
                        _utc(e["timestamp"]), _event_details(e)) for e in raw]
 
@@ -633,14 +637,13 @@ class _Gatherer:
                     in_states: set[str] | None) -> list[OpenTask]:
         """The tasks the saga waits in, each judged against its threshold as the stuck detector
         judges it: from the later of entering it and the saga's last store write."""
-        from saga_kit.runtime.stuck import where_is
+        from saga_kit.runtime.stuck import open_states
 
         updated = _utc(item["updated_at"]) if item.get("updated_at") else None
-        states = None if express or not execution.arn else where_is(
-            self.clients("stepfunctions"), execution.arn)
+        # Where the stuck detector would place the saga, from the history read for the timeline.
+        states = None if express else open_states(self._history_events)
         if states and in_states is not None:
-            # where_is closes a state only when it is exited; a task stopped with its parallel
-            # branch is aborted instead (TaskStateAborted) and would look open for ever.
+            # Only tasks the timeline also shows open: the two readings of one history agree.
             states = [state for state in states if state.name in in_states]
         found: list[OpenTask] = []
         if not states:
@@ -1545,11 +1548,6 @@ def _state_name(step: str, phase: str) -> str:
     from saga_kit.contract import state_name
 
     return state_name(step, phase)
-
-
-def _execution_arn(state_machine_arn: str, saga_id: str) -> str:
-    """A Standard saga's execution ARN: its state machine's, named after the saga id."""
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{saga_id}"
 
 
 def _function_name(function: str | None) -> str | None:

@@ -707,7 +707,10 @@ _register_prometheus()
 
 def _register_inspect() -> None:
     from saga_kit.cli.inspect import register
+
     register(app)
+
+
 _register_inspect()
 
 

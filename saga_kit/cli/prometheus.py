@@ -9,15 +9,11 @@ quickly as before.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import typer
 
 __all__ = ["prometheus", "register"]
-
-#: Exit status when the app or the assembly cannot be used (as for a usage error).
-EXIT_NOT_FOUND = 2
 
 
 OUT_OPTION = typer.Option(..., "--out", help="Directory to write the four files into.")
@@ -45,27 +41,20 @@ def prometheus(
     Run it again whenever a saga, a step or a queue changes: the files are generated from
     the synthesized templates, never edited (docs/prometheus.md: running the exporter).
     """
-    from saga_kit.cli.serve import ServeError, synthesize
+    from saga_kit.cli.main import _fail
+    from saga_kit.cli.serve import ServeError, SynthError, cloud_assembly
     from saga_kit.prometheus import AssemblyError, sagas_from_assembly, write_artifacts
 
-    with tempfile.TemporaryDirectory(prefix="saga-prometheus-") as scratch:
-        if assembly is None:
-            try:
-                assembly_dir = synthesize(app_file, Path(scratch) / "cdk.out")
-            except ServeError as error:
-                typer.echo(f"error: {error}", err=True)
-                raise typer.Exit(code=EXIT_NOT_FOUND if not app_file.is_file() else 1) from None
-        else:
-            assembly_dir = assembly
-        try:
+    try:
+        with cloud_assembly(app_file, assembly) as assembly_dir:
             sagas = sagas_from_assembly(assembly_dir)
-        except AssemblyError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(code=EXIT_NOT_FOUND) from None
+    except SynthError as error:
+        _fail(str(error), code=1)
+    except (ServeError, AssemblyError) as error:
+        _fail(str(error))
     if not sagas:
-        typer.echo(f"error: the app synthesizes no Saga Kit saga (no Lambda function of "
-                   f"{assembly or app_file} has SAGA_TYPE in its environment)", err=True)
-        raise typer.Exit(code=EXIT_NOT_FOUND)
+        _fail(f"the app synthesizes no Saga Kit saga (no Lambda function of {assembly or app_file} "
+              "has SAGA_TYPE in its environment)")
     written = write_artifacts(sagas, out, region=region)
     listed = ", ".join(f"{s.name} ({s.stack}, namespace {s.namespace})" for s in sagas)
     typer.echo(f"sagas: {listed}")

@@ -65,7 +65,7 @@ def synthesize(app: Path, outdir: Path, *, cwd: Path | None = None) -> Path:
 
 def _require_app(app: Path) -> None:
     if not app.is_file():
-        raise ServeError(f"no CDK app at {app}: run saga serve in your CDK app's directory, or "
+        raise ServeError(f"no CDK app at {app}: run the command in your CDK app's directory, or "
                          "pass --app FILE or --assembly DIR")
 
 

@@ -76,10 +76,6 @@ class ExporterMetric:
     #: Only for sagas with compensations.
     compensations_only: bool = False
 
-    @property
-    def all_statistics(self) -> tuple[str, ...]:
-        return self.statistics + self.extended_statistics
-
 
 #: The kit's metrics, with the dimensions the runtime emits them with
 #: (``saga_kit.runtime.metrics``: no ``service`` dimension).

@@ -30,7 +30,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from botocore.exceptions import ClientError
 
-from saga_kit.contract import DEFAULT_MAX_BODY_BYTES, IDEMPOTENCY_HEADER, Env
+from saga_kit.contract import DEFAULT_MAX_BODY_BYTES, IDEMPOTENCY_HEADER, Env, execution_arn
 from saga_kit.runtime import store
 from saga_kit.runtime.step import RESERVED_STATE_KEYS, aws_client, dynamodb_client
 from saga_kit.runtime.version import check_kit_version
@@ -160,11 +160,6 @@ def _saga_id() -> str:
                             "'-' or '_' (it becomes the saga id)",
                        [{"field": IDEMPOTENCY_HEADER, "message": "malformed"}])
     return key
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    """The ARN Step Functions gives the execution ``name`` of a state machine."""
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 @app.post("/sagas/<saga_type>")

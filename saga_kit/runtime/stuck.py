@@ -29,7 +29,7 @@ from saga_kit.runtime.step import aws_client, dynamodb_client
 from saga_kit.runtime.store import timestamp
 from saga_kit.runtime.version import check_kit_version
 
-__all__ = ["StuckSaga", "find_stuck", "handler", "where_is"]
+__all__ = ["StuckSaga", "find_stuck", "handler", "open_states", "where_is"]
 
 logger = Logger()
 
@@ -88,7 +88,13 @@ def where_is(sfn: Any, execution_arn: str) -> list[OpenState] | None:
     except (ClientError, BotoCoreError) as error:
         logger.warning(f"history of {execution_arn} not read: {error}")
         return None
-    open_states: dict[str, OpenState] = {}
+    return open_states(events)
+
+
+def open_states(events: list[dict[str, Any]]) -> list[OpenState]:
+    """The task states entered and not exited in a history (``GetExecutionHistory`` events,
+    oldest first), oldest first."""
+    open_now: dict[str, OpenState] = {}
     last_entered: str | None = None
     # What was open when each (not yet ended) parallel group began: when the group ends, its
     # branches' states are closed too, even those stopped without an event of their own (AWS
@@ -98,23 +104,23 @@ def where_is(sfn: Any, execution_arn: str) -> list[OpenState] | None:
         kind = event.get("type", "")
         if kind == "TaskStateEntered":
             name = event["stateEnteredEventDetails"]["name"]
-            open_states[name] = OpenState(name, _as_datetime(event["timestamp"]), False)
+            open_now[name] = OpenState(name, _as_datetime(event["timestamp"]), False)
             last_entered = name
         elif kind == "ParallelStateEntered":
-            groups.append(set(open_states))
+            groups.append(set(open_now))
         elif kind in PARALLEL_ENDED:
             if groups:
                 before = groups.pop()
-                open_states = {k: v for k, v in open_states.items() if k in before}
+                open_now = {k: v for k, v in open_now.items() if k in before}
         elif kind.endswith("StateExited") or kind == "TaskStateAborted":
             details = event.get("stateExitedEventDetails") or event.get("stateAbortedEventDetails")
-            open_states.pop((details or {}).get("name", ""), None)
-        elif kind == "TaskScheduled" and last_entered in open_states:
+            open_now.pop((details or {}).get("name", ""), None)
+        elif kind == "TaskScheduled" and last_entered in open_now:
             resource = event.get("taskScheduledEventDetails", {}).get("resource", "")
             if CALLBACK_RESOURCE_MARK in resource:
-                state = open_states[last_entered]
-                open_states[last_entered] = OpenState(state.name, state.entered_at, True)
-    return sorted(open_states.values(), key=lambda s: s.entered_at)
+                state = open_now[last_entered]
+                open_now[last_entered] = OpenState(state.name, state.entered_at, True)
+    return sorted(open_now.values(), key=lambda s: s.entered_at)
 
 
 def find_stuck(dynamodb: Any, sfn: Any | None, table: str, thresholds: StuckThresholds, *,
