@@ -17,3 +17,11 @@ def json_lines(text: str) -> list[dict[str, Any]]:
         if isinstance(parsed, dict):
             lines.append(parsed)
     return lines
+
+
+def settled_mark(cloud: Any) -> int:
+    """Where the cloud's EMF sink stands once nothing from earlier is still running or
+    undelivered: the metrics a test causes are the documents after this mark."""
+    cloud.wait_lambdas_idle()
+    cloud.wait_for_stream_delivery()
+    return len(cloud.metrics.documents())

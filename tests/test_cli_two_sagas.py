@@ -9,7 +9,6 @@ checked where it lands: the sagas' stores, their DLQs, the participants' tables.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from saga_kit.cli.serve import synthesize
 from saga_kit.contract import PARKED, TERMINAL_STATUSES
 from saga_kit.local_cloud import LocalCloud
 from saga_kit.local_cloud.server import LocalSagaServer
+from tests.polling import poll
 from tests.stacks.two_sagas import STACK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,13 +117,7 @@ def stored(cloud: LocalCloud, saga_name: str, key: str) -> str | None:
 
 
 def wait_until(what: str, check: Any) -> Any:
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.2)
+    return poll(check, what, SETTLE_SECONDS, interval_seconds=0.2)
 
 
 def ended(shown: dict[str, Any], statuses: Collection[str]) -> dict[str, Any] | None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +39,7 @@ from saga_kit.cli.main import app
 from stacks.app_factory import ORDER_STACK_NAME
 from stacks.order_fulfillment import ORDER_FULFILLMENT
 from stacks.travel_booking import TRAVEL_BOOKING
+from tests.polling import poll
 
 SKU, CUSTOMER = "sku-inspect", "customer-inspect"
 FLIGHT, HOTEL, CAR_CLASS, TRAVELLER = "FL-inspect", "hotel-inspect", "inspect-car", "traveller-inspect"
@@ -102,17 +101,6 @@ def row(found: Inspection, step: str, phase: str, attempt: int = 1) -> TimelineR
 
 def records(found: Inspection) -> dict[tuple[str, str], str]:
     return {(r.step, r.phase): r.status for r in found.idempotency}
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = SETTLE_SECONDS) -> Any:
-    """Polls ``check`` until it returns something truthy (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.05)
 
 
 def printed(found: Inspection) -> str:
@@ -223,8 +211,8 @@ def test_a_parked_saga_waits_for_the_redrive_then_needs_a_fix_and_a_dlq_redrive(
     outputs = order.saga_outputs()
     redrive(order.client("sqs"), outputs["CompensationDeadLetterQueueArn"])
     order.pump_event_sources()
-    found = until("the parked saga to be compensated", lambda: (
-        lambda f: f if f.status == "compensated" else None)(inspect(order, saga_id)))
+    found = poll(lambda: (lambda f: f if f.status == "compensated" else None)(
+        inspect(order, saga_id)), "compensated (the parked saga)", SETTLE_SECONDS)
     finished = [r for r in found.timeline if r.source == "store"]
     assert [(r.step, r.phase, r.outcome) for r in finished] == [
         ("charge_payment", "compensation", "succeeded"),
@@ -286,7 +274,7 @@ def test_a_saga_held_by_its_callback_worker_is_waited_for_then_flagged_stuck(
         found = inspect(travel, saga_id)
         return found if records(found).get(("book_car", "action")) == "INPROGRESS" else None
 
-    now = until("the car worker to hold the command", held, timeout=10)
+    now = poll(held, "holding the command (the car worker)", 10)
     assert now.status == "running"
     car = next(t for t in now.open_tasks if t.state == "book_car")
     assert car.callback and not car.stuck and car.threshold_seconds == CAR_STUCK_AFTER

@@ -17,6 +17,7 @@ from demo.order_demo import OrderParticipants, order_input
 from saga_kit.cli.dlq import redrive
 from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 from saga_kit.contract import Metric
+from tests.emf import settled_mark
 
 SAGA = "order_fulfillment"
 SKU, RICH, BROKE = "sku-metrics", "customer-metrics-rich", "customer-metrics-broke"
@@ -36,13 +37,6 @@ def env(cloud: Any, participants: OrderParticipants) -> dict[str, Any]:
     outputs = cloud.saga_outputs()
     return {"cloud": cloud, "p": participants, "sfn": cloud.client("stepfunctions"),
             "db": cloud.client("dynamodb"), "outputs": outputs}
-
-
-def settled_mark(cloud: Any) -> int:
-    """Where the sink stands once nothing from earlier is still running or undelivered."""
-    cloud.wait_lambdas_idle()
-    cloud.wait_for_stream_delivery()
-    return len(cloud.metrics.documents())
 
 
 def since(cloud: Any, mark: int) -> list[tuple[str, str | None, float, list[list[str]]]]:

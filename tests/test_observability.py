@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from demo.order_demo import order_input
-from tests.emf import json_lines
+from tests.emf import json_lines, settled_mark
 
 
 def test_business_error_is_logged_and_counted(
@@ -23,9 +23,7 @@ def test_business_error_is_logged_and_counted(
          "execution_name": warm_up["saga_id"], "state": warm_up}))
     # The Powertools logger's handler keeps the stdout it found at import (an earlier test's
     # capture); point it at a buffer for this test. EMF metrics are print()ed to sys.stdout.
-    cloud.wait_lambdas_idle()
-    cloud.wait_for_stream_delivery()
-    mark = len(cloud.metrics.documents())
+    mark = settled_mark(cloud)
     log_buffer = io.StringIO()
     # The runtime's logger, whatever service name it took from the first function (or test)
     # that imported it: every in-process function shares the module.

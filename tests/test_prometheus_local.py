@@ -17,7 +17,7 @@ from saga_kit.runtime.metrics import MetricUnit, saga_metrics
 BOUNDED_LABELS = {"saga_type", "step", "outcome", "le"}
 
 
-def emitted(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+def emitted(monkeypatch: pytest.MonkeyPatch,
             saga_type: str, step: str | None, metrics: list[tuple[str, str, float]]) -> str:
     """What the kit's own metric helper prints for ``metrics`` (name, unit, value), as the
     lines Lambda would log. Taken as the local cloud takes them (a session cloud of this
@@ -51,17 +51,16 @@ def sample(families: dict[str, Any], name: str, **labels: str) -> float:
                          f"{[(s.name, s.labels) for s in samples if s.name == name]}")
 
 
-def test_counts_what_the_step_runtime_emits(capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counts_what_the_step_runtime_emits(monkeypatch: pytest.MonkeyPatch) -> None:
     collector = EmfCollector()
     for duration in (12.5, 30.0, 2000.0):
-        out = emitted(capsys, monkeypatch, "order_fulfillment", "reserve_inventory", [
+        out = emitted(monkeypatch, "order_fulfillment", "reserve_inventory", [
             (Metric.STEP_SUCCEEDED, "Count", 1), (Metric.STEP_DURATION, "Milliseconds", duration)])
         assert collector.add_text(out) == 2
-    out = emitted(capsys, monkeypatch, "order_fulfillment", "charge_payment", [
+    out = emitted(monkeypatch, "order_fulfillment", "charge_payment", [
         (Metric.STEP_FAILED, "Count", 1), (Metric.STEP_DURATION, "Milliseconds", 40.0)])
     collector.add_text(out)
-    out = emitted(capsys, monkeypatch, "order_fulfillment", "reserve_inventory", [
+    out = emitted(monkeypatch, "order_fulfillment", "reserve_inventory", [
         (Metric.COMPENSATION_SUCCEEDED, "Count", 1),
         (Metric.COMPENSATION_DURATION, "Milliseconds", 7.0)])
     collector.add_text(out)
@@ -84,18 +83,18 @@ def test_counts_what_the_step_runtime_emits(capsys: pytest.CaptureFixture[str],
 
 
 def test_counts_saga_outcomes_stuck_sagas_and_past_deadline(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     collector = EmfCollector()
     for name in (Metric.SAGA_STARTED, Metric.SAGA_STARTED, Metric.SAGA_COMPLETED,
                  Metric.SAGA_COMPENSATED, Metric.SAGA_PARKED, Metric.SAGA_FAILED_UNEXPECTEDLY):
-        collector.add_text(emitted(capsys, monkeypatch, "travel_booking", None,
+        collector.add_text(emitted(monkeypatch, "travel_booking", None,
                                    [(name, "Count", 1)]))
-    collector.add_text(emitted(capsys, monkeypatch, "travel_booking", None,
+    collector.add_text(emitted(monkeypatch, "travel_booking", None,
                                [(Metric.SAGA_DURATION, "Milliseconds", 90_000.0)]))
     for stuck in (3, 0, 2):  # a gauge: the detector's last count is what counts
-        collector.add_text(emitted(capsys, monkeypatch, "travel_booking", None,
+        collector.add_text(emitted(monkeypatch, "travel_booking", None,
                                    [(Metric.SAGAS_STUCK, "Count", stuck)]))
-    collector.add_text(emitted(capsys, monkeypatch, "travel_booking", None,
+    collector.add_text(emitted(monkeypatch, "travel_booking", None,
                                [(Metric.PARKED_PAST_DEADLINE, "Count", 1)]))
 
     families = scrape(collector)
@@ -111,10 +110,9 @@ def test_counts_saga_outcomes_stuck_sagas_and_past_deadline(
     assert sample(families, "saga_parked_past_deadline_total", **saga) == 1
 
 
-def test_prometheus_naming_and_only_bounded_labels(capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prometheus_naming_and_only_bounded_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     collector = EmfCollector()
-    collector.add_text(emitted(capsys, monkeypatch, "order_fulfillment", "reserve_inventory", [
+    collector.add_text(emitted(monkeypatch, "order_fulfillment", "reserve_inventory", [
         (Metric.STEP_SUCCEEDED, "Count", 1), (Metric.STEP_DURATION, "Milliseconds", 5.0)]))
     # A document carrying a saga id, a service dimension and a request id as properties: none
     # of them may become a label.
@@ -138,8 +136,7 @@ def test_prometheus_naming_and_only_bounded_labels(capsys: pytest.CaptureFixture
     assert "0b5c3f1e" not in text and "r-1" not in text
 
 
-def test_takes_documents_as_emf_allows(capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_takes_documents_as_emf_allows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A value may be one number or a list; several directives count once; other metrics,
     other namespaces (when filtered) and documents without a saga type are skipped."""
     collector = EmfCollector(namespaces={"SagaKit", "Orders/Sagas"})

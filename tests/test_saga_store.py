@@ -14,6 +14,7 @@ from saga_kit.cli.executions import history, start_saga
 from saga_kit.contract import StuckThresholds
 from saga_kit.runtime import store
 from saga_kit.runtime.stuck import find_stuck
+from tests.emf import settled_mark
 
 BROKE = "customer-store-broke"
 
@@ -94,9 +95,7 @@ def test_completed_saga_is_completed_with_every_step(cloud: Any, store_table: st
 def test_endings_no_handler_sees_come_from_the_status_events(cloud: Any, store_table: str) -> None:
     # The confirmation keeps failing after the pivot: forward recovery gives up, and only Step
     # Functions knows. Its status event makes the saga failed.
-    cloud.wait_lambdas_idle()
-    cloud.wait_for_stream_delivery()
-    mark = len(cloud.metrics.documents())
+    mark = settled_mark(cloud)
     saga_id, _, described = _run(cloud, customer="customer-store",
                                  faults=[{"step": "send_confirmation", "kind": "business_error"}])
     assert described["error"] == "ForwardRecoveryFailed.send_confirmation"

@@ -17,6 +17,7 @@ from demo.order_demo import OrderParticipants, OrderTables, order_input
 from saga_kit.cli.executions import outcome, start_saga, wait_for_execution
 from saga_kit.local_cloud.gateway import LocalRestApi
 from saga_kit.runtime import store
+from tests.emf import settled_mark
 
 SKU, CUSTOMER, PRICE, BALANCE = "sku-terminal", "customer-terminal", 1999, 1_000_000
 UNDONE = {"reserved": 0, "charge": "refunded", "net_charge_cents": 0, "shipment": None,
@@ -122,9 +123,7 @@ def test_an_aborted_execution_is_failed_until_step_functions_redrives_it(
     dynamodb, table = cloud.client("dynamodb"), cloud.saga_outputs()["StoreTableName"]
     saga_id = "aborted-then-redriven"
     store.move(dynamodb, table, "reserve_and_charge", saga_id, store.RUNNING)
-    cloud.wait_lambdas_idle()
-    cloud.wait_for_stream_delivery()
-    mark = len(cloud.metrics.documents())
+    mark = settled_mark(cloud)
     assert _status_event(rc, saga_id, "ABORTED")["recorded"] == "failed"
     cloud.wait_for_stream_delivery()
     metrics = [m for m in cloud.metrics.documents()[mark:] if m.get("SagaType") == "reserve_and_charge"]
